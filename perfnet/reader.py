@@ -1,0 +1,244 @@
+"""Sources of perf output, variant detection, and the streaming line-to-record loop.
+
+A source is a path (plain or ``.gz``/``.bz2``/``.xz``/``.zst``), a text or binary file object,
+an iterable of lines, or ``"-"`` for standard input.  Lines are decoded leniently (invalid UTF-8
+becomes U+FFFD), CR/LF line ends and ANSI colour codes (perf colours ``LOST`` lines on a
+terminal) are removed, and every non-blank line becomes exactly one :class:`~perfnet.records.Record`,
+:class:`~perfnet.records.Message` or :class:`~perfnet.records.BadLine`; callchain lines are
+folded into the record above them.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import itertools
+import lzma
+import re
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any, cast
+
+import pyparsing as pp
+
+from perfnet.errors import ParseError, PerfnetError
+from perfnet.grammar import BodyError, EnumTables, Header, Variant, parse_body, parse_header
+from perfnet.records import BadLine, Item, Message, MessageKind, Record
+from perfnet.schema import EventSchema
+
+Source = str | Path | IO[str] | IO[bytes] | Iterable[str] | Iterable[bytes]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+# Non-event lines perf and ftrace print, by kind.  Order matters: first match wins.
+_MESSAGES: tuple[tuple[MessageKind, re.Pattern[str]], ...] = (
+    ("lost", re.compile(r"^\s*(?:[\d.]+\s+)?LOST (?P<lost>\d+) events!")),
+    ("lost", re.compile(r"^\s*CPU:\s*\d+ \[LOST (?P<lost>\d+) EVENTS\]")),
+    ("header", re.compile(r"^\s*#")),
+    ("summary", re.compile(r"^\s*Summary of events:")),
+    ("syscall", re.compile(r"^\s*\d+\.\d+\s+\(\s*(?:[\d.]+ ms)?\s*\):\s")),
+    ("error", re.compile(r"^\s*(?:Error|ERROR|Fatal|FATAL)\b")),
+    ("warning", re.compile(r"^\s*(?:Warning|WARNING|Info|Hint|Note|Problems?)\b")),
+    ("perf", re.compile(r"^\s*\[ perf [\w -]*:.*\]\s*$")),
+)
+# Callchain frames: perf trace --call-graph prints `    sym (dso)` under its event; perf
+# script -g prints `\taddr sym+off (dso)`.
+_FRAME = re.compile(r"^\s+(?:[0-9a-f]+ )?(?P<sym>\S.*?) \((?P<dso>[^()]*)\)$")
+# The `perf trace` family shares a header; its body tells the field printer apart.
+_PRINTER_BODY = re.compile(r"^\w+: ")
+_FORMAT_BODY = re.compile(r"^(?:\w+=|\S.*\s)")
+
+_DETECT_ORDER = (Variant.SCRIPT, Variant.FTRACE, Variant.TRACE, Variant.TRACE_OLD)
+_DETECT_LOOKAHEAD = 2000
+
+
+def _decode(line: str | bytes) -> str:
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    line = line.rstrip("\r\n")
+    return _ANSI.sub("", line) if "\x1b" in line else line
+
+
+def open_lines(source: Source) -> Iterator[str]:
+    """Yield the decoded lines of a source, without line ends.
+
+    Raises:
+        PerfnetError: a path that does not exist or cannot be read.
+    """
+    if isinstance(source, str | Path):
+        if str(source) == "-":
+            yield from (_decode(line) for line in sys.stdin.buffer)
+            return
+        path = Path(source)
+        openers: Mapping[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+        try:
+            if path.suffix == ".zst":
+                import zstandard
+
+                raw = zstandard.ZstdDecompressor().stream_reader(path.open("rb"))
+                stream: IO[bytes] = cast(IO[bytes], io.BufferedReader(raw))
+            else:
+                stream = openers.get(path.suffix, open)(path, "rb")
+        except OSError as exc:
+            raise PerfnetError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        with stream:
+            yield from (_decode(line) for line in stream)
+        return
+    yield from (_decode(line) for line in source)
+
+
+def _perf_trace_dialect(body: str) -> Variant | None:
+    if _PRINTER_BODY.match(body):
+        return Variant.TRACE
+    if _FORMAT_BODY.match(body):
+        return Variant.TRACE_LIBTRACEEVENT
+    return None  # an empty body, `netif_rx_exit()`, is printed alike by both
+
+
+def detect_variant(line: str) -> Variant | None:
+    """The variant an event line is printed in, or None if this line cannot tell."""
+    for variant in _DETECT_ORDER:
+        try:
+            header = parse_header(variant, line)
+        except pp.ParseException:
+            continue
+        return _perf_trace_dialect(header.body) if variant is Variant.TRACE else variant
+    return None
+
+
+class LineParser:
+    """Turns one line of a known variant into a record, message, callchain frame or bad line.
+
+    It keeps one piece of state: after perf trace's ``Summary of events:`` every non-event
+    line belongs to the summary block.
+    """
+
+    def __init__(self, variant: Variant, schemas: Mapping[str, EventSchema], enums: EnumTables) -> None:
+        self.variant = variant
+        self.schemas = schemas
+        self.enums = enums
+        self._by_short_name = {s.name: s for s in schemas.values()}  # ftrace omits the subsystem
+        self._printer_fields = variant is Variant.TRACE
+        self._in_summary = False
+
+    def parse(self, lineno: int, line: str) -> Item | str | None:
+        """Classify and parse one decoded line; a ``str`` is a callchain frame, None a blank line."""
+        if not line.strip():
+            return None
+        try:
+            header = parse_header(self.variant, line)
+        except pp.ParseException as exc:
+            return self._not_an_event(lineno, line, exc)
+        return self._record(lineno, line, header)
+
+    def _record(self, lineno: int, line: str, header: Header) -> Record | BadLine:
+        if self.variant is Variant.FTRACE:
+            schema = self._by_short_name.get(header.event)
+            event = schema.event if schema else f"ftrace:{header.event}"
+        else:
+            schema = self.schemas.get(header.event)
+            event = header.event
+        try:
+            fields = parse_body(schema, header.body, self._printer_fields, self.enums)
+        except BodyError as exc:
+            return BadLine(lineno, line, exc.message, header.body_start + exc.loc + 1)
+        return Record(lineno, header.time_ns, event, header.comm, header.tid, header.cpu, fields)
+
+    def _not_an_event(self, lineno: int, line: str, exc: pp.ParseException) -> Message | BadLine | str:
+        frame = _FRAME.match(line)
+        if frame:
+            return frame["sym"]
+        for kind, pattern in _MESSAGES:
+            match = pattern.match(line)
+            if match:
+                if kind == "summary":
+                    self._in_summary = True
+                lost = int(match["lost"]) if kind == "lost" else 0
+                return Message(lineno, kind, line.strip(), lost)
+        if self._in_summary:
+            return Message(lineno, "summary", line.strip())
+        return BadLine(lineno, line, f"not a {self.variant} event line: {exc.msg}", exc.column)
+
+
+def _detect(lines: Iterator[tuple[int, str]]) -> tuple[Variant, list[tuple[int, str]]]:
+    """Look ahead until a line settles the variant; return it and the lines read so far."""
+    seen: list[tuple[int, str]] = []
+    fallback: Variant | None = None
+    for numbered in itertools.islice(lines, _DETECT_LOOKAHEAD):
+        seen.append(numbered)
+        variant = detect_variant(numbered[1])
+        if variant is not None:
+            return variant, seen
+        if fallback is None:
+            try:
+                parse_header(Variant.TRACE, numbered[1])
+                fallback = Variant.TRACE
+            except pp.ParseException:
+                pass
+    return fallback or Variant.TRACE, seen
+
+
+def open_items(
+    source: Source,
+    *,
+    format: Variant | str | None = None,
+    schemas: Mapping[str, EventSchema],
+    enums: EnumTables,
+    strict: bool = False,
+) -> tuple[Variant, Iterator[Item]]:
+    """Open a source: its variant (detected now, from the first lines that can tell) and a
+    stream of every item in input order, in constant memory.
+
+    Args:
+        source: see :data:`Source`.
+        format: the variant, or None to detect it.
+        schemas: tracepoint schemas by ``subsystem:name``.
+        enums: symbolic names for numeric enum fields.
+        strict: raise :class:`ParseError` at the first bad line instead of yielding it.
+
+    Raises:
+        ParseError: in strict mode (while iterating), at the first line that does not parse.
+    """
+    numbered: Iterator[tuple[int, str]] = enumerate(open_lines(source), start=1)
+    if format is None:
+        variant, head = _detect(numbered)
+        numbered = itertools.chain(head, numbered)
+    else:
+        variant = Variant(format)
+    return variant, _items(numbered, LineParser(variant, schemas, enums), strict)
+
+
+def _items(numbered: Iterator[tuple[int, str]], parser: LineParser, strict: bool) -> Iterator[Item]:
+    pending: Record | None = None
+    frames: list[str] = []
+    for lineno, line in numbered:
+        item = parser.parse(lineno, line)
+        if item is None:
+            continue
+        if isinstance(item, str):
+            if pending is None:
+                item = BadLine(lineno, line, "callchain frame with no event above it")
+            else:
+                frames.append(item)
+                continue
+        if pending is not None:
+            yield _with_callchain(pending, frames)
+            pending, frames = None, []
+        if isinstance(item, Record):
+            pending = item
+            continue
+        if strict and isinstance(item, BadLine):
+            raise ParseError(item.lineno, item.column, item.line, item.message)
+        yield item
+    if pending is not None:
+        yield _with_callchain(pending, frames)
+
+
+def _with_callchain(record: Record, frames: list[str]) -> Record:
+    if not frames:
+        return record
+    return Record(
+        record.lineno, record.time_ns, record.event, record.comm, record.tid, record.cpu, record.fields, tuple(frames)
+    )
