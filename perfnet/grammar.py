@@ -23,10 +23,9 @@ Variants (``Variant``):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 
 import pyparsing as pp
 
@@ -71,57 +70,85 @@ class Header:
 
 
 # --- header grammars -----------------------------------------------------------------------
+#
+# Each header is a sequence of tokens.  From one token list perfnet builds both the pyparsing
+# grammar (named elements, so a failing line is reported with what was expected and where)
+# and one compiled regular expression (the fast path every line tries first).  Both read the
+# same named groups; tests check they agree on every fixture line.
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One header element: a regex with named groups, its name for errors, and whether
+    whitespace before it is skipped (pyparsing's default) and whether it may be absent."""
+
+    pattern: str
+    name: str
+    optional: bool = False
+    skip_space: bool = True
+
 
 _EVENT_NAME = r"[\w-]+:[\w-]+"
-
-_timestamp = pp.Regex(r"\d+\.\d+")("time").set_name("timestamp")
-_perf_trace_duration = pp.Regex(r"\(\s*(?:[\d.]+ ms)?\s*\):").set_name("duration column")
-# The comm may hold spaces, slashes, colons and dashes (`CPU 0/KVM/3750`, `kworker/1:1-eve/41`,
-# `:0/0`): it is everything before the last `/TID` that is followed by the event name.
-_perf_trace_task = pp.Regex(rf"(?:(?P<comm>.*?)/)?(?P<tid>\d+)\s+(?={_EVENT_NAME}[(:])").set_name("comm/tid")
-_event = pp.Regex(_EVENT_NAME)("event").set_name("event name (subsystem:name)")
-
-_perf_trace_head = (_timestamp + pp.Opt(_perf_trace_duration) + pp.Opt(_perf_trace_task) + _event).set_name(
-    "perf trace event header"
+_TIME = Token(r"(?P<time>\d+\.\d+)", "timestamp")
+_PERF_TRACE_HEAD = (
+    _TIME,
+    Token(r"\(\s*(?:[\d.]+ ms)?\s*\):", "duration column", optional=True),
+    # The comm may hold spaces, slashes, colons and dashes (`CPU 0/KVM/3750`, `kworker/1:1-eve/41`,
+    # `:0/0`): it is everything before the last `/TID` that the event name follows.  perf trace
+    # prints comm/tid only when it traces more than one thread.
+    Token(rf"(?:(?P<comm>.*?)/)?(?P<tid>\d+)\s+(?={_EVENT_NAME}[(:])", "comm/tid", optional=True),
+    Token(rf"(?P<event>{_EVENT_NAME})", "event name (subsystem:name)"),
 )
-# Records where the body starts, so errors inside it point at the right column.
-_body_start = pp.Empty().set_parse_action(lambda _s, loc, _t: loc)("body_start")
-_paren_body = (
-    pp.Suppress("(") + _body_start + pp.Regex(r".*(?=\)\s*$)")("body").set_name("event fields") + pp.Suppress(")")
-).leave_whitespace()
-_colon_body = (
-    pp.Suppress(":") + _body_start + pp.Regex(r".*?(?=\)?\s*$)")("body").set_name("event fields") + pp.Opt(")")
-).leave_whitespace()
-
-_script_task = pp.Regex(r"(?P<comm>.*?)\s+(?:(?P<pid>\d+)/)?(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]").set_name(
-    "comm, tid and [cpu]"
+_SCRIPT_HEAD = (
+    Token(r"(?P<comm>.*?)\s+(?:(?P<pid>\d+)/)?(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]", "comm, tid and [cpu]"),
+    _TIME,
+    Token(r":(?:\s*\d+)?", "':'"),
+    Token(rf"(?P<event>{_EVENT_NAME}):", "event name (subsystem:name:)"),
+    Token(r"(?P<body>.*)", "event fields"),
 )
-_script_head = (
-    _script_task + _timestamp + pp.Suppress(":") + pp.Regex(r"(?:\d+\s+)?").suppress() + _event + pp.Suppress(":")
-).set_name("perf script event header")
-
-_ftrace_task = pp.Regex(r"(?P<comm>.*?)-(?P<tid>\d+)\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]").set_name(
-    "task-pid, optional (tgid) and [cpu]"
+_FTRACE_HEAD = (
+    Token(r"(?P<comm>.*?)-(?P<tid>\d+)\s+(?:\(\s*(?:\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]", "task-pid, (tgid) and [cpu]"),
+    Token(r"[.a-zA-Z0-9]{4,5}(?=\s)", "irq flags", optional=True),
+    _TIME,
+    Token(r":", "':'", skip_space=False),
+    Token(r"(?P<event>\w+):", "event name"),
+    Token(r"(?P<body>.*)", "event fields"),
 )
-_ftrace_flags = pp.Regex(r"[.a-zA-Z0-9]{4,5}(?=\s)").set_name("irq flags")
-_ftrace_head = (
-    _ftrace_task
-    + pp.Opt(_ftrace_flags)
-    + _timestamp
-    + pp.Suppress(":")
-    + pp.Regex(r"\w+")("event").set_name("event name")
-    + pp.Suppress(":")
-).set_name("ftrace event header")
+_PAREN_BODY = Token(r"\((?P<body>.*)\)\s*$", "'(' event fields ')'", skip_space=False)
+# perf before 5.5 printed `event:fields`, sometimes with a stray `)` at the end.
+_COLON_BODY = Token(r":(?P<body>.*?)\)?\s*$", "':' event fields", skip_space=False)
 
-_rest = _body_start + pp.Regex(r".*")("body").set_name("event fields")
+HEADER_TOKENS: dict[Variant, tuple[Token, ...]] = {
+    Variant.TRACE: (*_PERF_TRACE_HEAD, _PAREN_BODY),
+    Variant.TRACE_LIBTRACEEVENT: (*_PERF_TRACE_HEAD, _PAREN_BODY),
+    Variant.TRACE_OLD: (*_PERF_TRACE_HEAD, _COLON_BODY),
+    Variant.SCRIPT: _SCRIPT_HEAD,
+    Variant.FTRACE: _FTRACE_HEAD,
+}
+
+
+def _pyparsing_header(tokens: tuple[Token, ...], name: str) -> pp.ParserElement:
+    elements = []
+    for token in tokens:
+        element: pp.ParserElement = pp.Regex(token.pattern).set_name(token.name)
+        if not token.skip_space:
+            element = element.leave_whitespace()
+        elements.append(pp.Opt(element) if token.optional else element)
+    return (pp.And(elements) + pp.StringEnd()).set_name(name)
+
+
+def _fast_header(tokens: tuple[Token, ...]) -> re.Pattern[str]:
+    parts = []
+    for token in tokens:
+        body = f"(?:{token.pattern})" + ("?" if token.optional else "")
+        parts.append((r"\s*" if token.skip_space else "") + body)
+    return re.compile("".join(parts) + r"\s*$")
+
 
 HEADERS: dict[Variant, pp.ParserElement] = {
-    Variant.TRACE: _perf_trace_head + _paren_body,
-    Variant.TRACE_LIBTRACEEVENT: _perf_trace_head + _paren_body,
-    Variant.TRACE_OLD: _perf_trace_head + _colon_body,
-    Variant.SCRIPT: _script_head + pp.Opt(pp.White(" \t")).suppress() + _rest,
-    Variant.FTRACE: _ftrace_head + pp.Opt(pp.White(" \t")).suppress() + _rest,
+    v: _pyparsing_header(tokens, f"{v} event header") for v, tokens in HEADER_TOKENS.items()
 }
+_FAST_HEADERS: dict[Variant, re.Pattern[str]] = {v: _fast_header(t) for v, t in HEADER_TOKENS.items()}
 
 # Seconds-since-boot variants keep their clock; perf trace prints milliseconds.
 _TIME_DIGITS = {Variant.SCRIPT: 9, Variant.FTRACE: 9}
@@ -136,28 +163,48 @@ def time_to_ns(text: str, seconds_digits: int) -> int:
     return int(whole) * 10**seconds_digits + int((frac + "0" * seconds_digits)[:seconds_digits])
 
 
-def parse_header(variant: Variant, line: str) -> Header:
-    """Read the header of an event line.
-
-    Raises:
-        pyparsing.ParseException: the line is not an event line of this variant.
-    """
-    result = HEADERS[variant].parse_string(line, parse_all=True)
-    body = result.get("body", "")
-    tid = result.get("tid")
-    cpu = result.get("cpu")
+def _header(variant: Variant, groups: Mapping[str, str | None], body_start: int) -> Header:
+    tid, cpu = groups.get("tid"), groups.get("cpu")
     return Header(
-        time_ns=time_to_ns(result["time"], _TIME_DIGITS.get(variant, 6)),
-        comm=result.get("comm") or None,
+        time_ns=time_to_ns(groups["time"] or "0", _TIME_DIGITS.get(variant, 6)),
+        comm=groups.get("comm") or None,
         tid=int(tid) if tid is not None else None,
         cpu=int(cpu) if cpu is not None else None,
-        event=result["event"],
-        body=body,
-        body_start=result["body_start"],
+        event=groups["event"] or "",
+        body=groups.get("body") or "",
+        body_start=body_start,
     )
 
 
+def parse_header(variant: Variant, line: str) -> Header:
+    """Read the header of an event line: the fast regex first, the pyparsing grammar if it fails.
+
+    Raises:
+        pyparsing.ParseException: the line is not an event line of this variant; its ``loc``
+            and ``msg`` say where and what was expected.
+    """
+    match = _FAST_HEADERS[variant].match(line)
+    if match is not None:
+        return _header(variant, match.groupdict(), match.start("body"))
+    return parse_header_grammar(variant, line)
+
+
+def parse_header_grammar(variant: Variant, line: str) -> Header:
+    """Read the header with the pyparsing grammar only (the reference the fast path must match)."""
+    result = HEADERS[variant].parse_string(line, parse_all=True)
+    groups = result.as_dict()
+    body = groups.get("body") or ""
+    # pyparsing does not report group offsets; the body ends the line (but for a closing `)`).
+    return _header(variant, groups, line.rfind(body) if body else len(line.rstrip().rstrip(")")))
+
+
 # --- body grammars -------------------------------------------------------------------------
+#
+# As for headers, each print format yields a pyparsing grammar (to locate errors) and a
+# compiled regex (the fast path), from the same pieces; each field gets a converter, built
+# once, that types its printed text.
+
+Converter = Callable[[str], FieldValue]
 
 
 def _conversion_pattern(conv: str, flags: str, following: str) -> str:
@@ -175,46 +222,6 @@ def _conversion_pattern(conv: str, flags: str, following: str) -> str:
     return r"-?\d+" if conv in ("d", "i") else r"\d+"
 
 
-@dataclass(frozen=True, slots=True)
-class _BodyFormat:
-    grammar: pp.ParserElement
-    conversions: Mapping[str, str]  # field name -> conversion letter, for typing its value
-
-
-def _format_grammar(schema: EventSchema, index: int) -> _BodyFormat:
-    fmt = schema.formats[index]
-    pieces = CONVERSION.split(fmt.text)
-    # re.split with groups yields: literal, flags, length, conv, literal, ...
-    literals = pieces[0::4]
-    convs = list(zip(pieces[1::4], pieces[3::4], strict=True))
-    elements: list[pp.ParserElement] = []
-    if literals[0]:
-        elements.append(pp.Literal(literals[0]))
-    conversions: dict[str, str] = {}
-    for i, ((flags, conv), arg) in enumerate(zip(convs, fmt.args, strict=True)):
-        following = literals[i + 1]
-        token = pp.Regex(_conversion_pattern(conv, flags, following))
-        elements.append(token(arg).set_name(f"{arg} (%{flags}{conv})"))
-        conversions[arg] = conv
-        if following:
-            elements.append(pp.Literal(following))
-    grammar = (pp.And(elements) + pp.StringEnd()).leave_whitespace()
-    return _BodyFormat(grammar.set_name(f"{schema.event} format {index + 1}"), conversions)
-
-
-@cache
-def _format_grammars(schema: EventSchema) -> tuple[_BodyFormat, ...]:
-    return tuple(_format_grammar(schema, i) for i in range(len(schema.formats)))
-
-
-_key_equals = pp.Regex(r"(?P<key>\w+)=(?P<value>\S*)").set_name("key=value")
-_generic_pairs = (pp.ZeroOrMore(pp.Group(_key_equals)) + pp.StringEnd()).set_name("key=value list")
-
-_field_value = (pp.QuotedString('"', esc_char="\\", unquote_results=False) | pp.Regex(r"[^,]*")).set_name("field value")
-_field_pair = pp.Group(pp.Regex(r"\w+")("key").set_name("field name") + pp.Suppress(":") + _field_value("value"))
-_field_list = (pp.Opt(pp.DelimitedList(_field_pair, ",")) + pp.StringEnd()).set_name("name: value list")
-
-
 def _to_int(text: str, conv: str | None) -> int:
     if text == "(nil)":
         return 0
@@ -223,31 +230,36 @@ def _to_int(text: str, conv: str | None) -> int:
     return int(text)
 
 
-def typed_value(field: Field, text: str, conv: str | None, enum: Mapping[int, str] | None) -> FieldValue:
-    """Type one printed value from its schema field.
+def converter(field: Field, conv: str | None, enum: Mapping[int, str] | None) -> Converter:
+    """The function that types one field's printed text.
 
     ``conv`` is the printf conversion that printed it (None for perf trace's own printer,
     which prints numbers in decimal and pointers in hex).  Signed fields printed as
     unsigned (perf trace prints ``mac_header: 4294967282`` for -14) get their sign back.
+    Enums are named from ``enum`` (the kernel's table) where given; otherwise a number
+    stays a number, and a name printed by the kernel stays that name.
     """
     if field.kind == "str":
-        return text[1:-1].replace('\\"', '"') if text.startswith('"') else text
+        return lambda text: text[1:-1].replace('\\"', '"') if text.startswith('"') else text
     if field.kind == "symbol":
         # ftrace prints `%pS` as `sym+off/size`; libtraceevent as `sym+off`: keep the latter.
-        return text.split("/", 1)[0] if "+" in text else text
+        return lambda text: text.split("/", 1)[0] if "+" in text else text
     if field.kind == "ptr":
-        return _to_int(text, "p")
+        return lambda text: _to_int(text, "p")
     if field.kind == "enum":
-        if not re.fullmatch(r"-?\d+", text):
-            return text
-        number = int(text)
-        return enum.get(number, number) if enum else number
-    value = _to_int(text, conv)
+        table = enum or {}
+        return lambda text: table.get(int(text), int(text)) if text.lstrip("-").isdigit() else text
     if field.kind == "bool":
-        return value != 0
-    if field.signed and value >= 1 << (8 * field.size - 1):
-        value -= 1 << (8 * field.size)
-    return value
+        return lambda text: _to_int(text, conv) != 0
+    if not field.signed:
+        return lambda text: _to_int(text, conv)
+    bits = 8 * field.size
+
+    def signed(text: str) -> int:
+        value = _to_int(text, conv)
+        return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+    return signed
 
 
 def _zero(field: Field, enum: Mapping[int, str] | None) -> FieldValue:
@@ -270,52 +282,123 @@ def _infer(text: str) -> FieldValue:
     return text
 
 
-def parse_body(schema: EventSchema | None, body: str, printer_fields: bool, enums: EnumTables) -> dict[str, FieldValue]:
-    """Parse an event body into typed fields.
+@dataclass(frozen=True, slots=True)
+class _BodyFormat:
+    grammar: pp.ParserElement
+    fast: re.Pattern[str]
+    converters: tuple[tuple[str, Converter], ...]
+
+
+def _format_body(schema: EventSchema, index: int, tables: Mapping[str, Mapping[int, str]]) -> _BodyFormat:
+    fmt = schema.formats[index]
+    pieces = CONVERSION.split(fmt.text)
+    # re.split with CONVERSION's three groups yields: literal, flags, length, conv, literal, ...
+    literals = pieces[0::4]
+    convs = list(zip(pieces[1::4], pieces[3::4], strict=True))
+    elements: list[pp.ParserElement] = [pp.Literal(literals[0])] if literals[0] else []
+    regex = [re.escape(literals[0])]
+    converters = []
+    for i, ((flags, conv), arg) in enumerate(zip(convs, fmt.args, strict=True)):
+        following = literals[i + 1]
+        pattern = _conversion_pattern(conv, flags, following)
+        elements.append(pp.Regex(pattern)(arg).set_name(f"{arg} (%{flags}{conv})"))
+        regex.append(f"(?P<{arg}>{pattern})" + re.escape(following))
+        if following:
+            elements.append(pp.Literal(following))
+        converters.append((arg, converter(schema.lookup[arg], conv, tables.get(arg))))
+    grammar = (pp.And(elements) + pp.StringEnd()).leave_whitespace()
+    return _BodyFormat(
+        grammar.set_name(f"{schema.event} format {index + 1}"),
+        re.compile("".join(regex) + "$"),
+        tuple(converters),
+    )
+
+
+_generic_pairs = (
+    pp.ZeroOrMore(pp.Group(pp.Regex(r"(?P<key>\w+)=(?P<value>\S*)").set_name("key=value"))) + pp.StringEnd()
+).set_name("key=value list")
+
+# perf trace's own printer: `name: value, name: "string", ...`.
+_FIELD_PAIR = r'(?P<key>\w+): (?P<value>"(?:[^"\\]|\\.)*"|[^,]*)'
+_field_list = (
+    pp.Opt(pp.DelimitedList(pp.Group(pp.Regex(_FIELD_PAIR).set_name("name: value")), ",")) + pp.StringEnd()
+).set_name("name: value list")
+_FAST_FIELD_PAIR = re.compile(_FIELD_PAIR + r"(?:, |$)")
+
+
+class BodyParser:
+    """Parses the bodies of one tracepoint (or of events without a schema) into typed fields.
 
     Args:
-        schema: the tracepoint's schema, or None for events perfnet has no schema for (their
-            fields are kept as printed, so no line is dropped for being unknown).
-        body: the text between the event name and the end of the event.
-        printer_fields: True for perf trace's own ``name: value`` printer, False for print formats.
-        enums: symbolic names for numeric enum fields.
-
-    Raises:
-        BodyError: the body matches none of the schema's print formats.
+        schema: the tracepoint's schema, or None: fields are then kept as printed (ints where
+            clearly numeric), so no line is dropped for being unknown.
+        printer_fields: True for perf trace's own ``name: value`` printer, False for the
+            kernel's print formats.
+        tables: this tracepoint's enum tables (field -> number -> name).
     """
-    tables = enums.get(schema.event, {}) if schema else {}
-    if printer_fields:
-        try:
-            pairs = _field_list.parse_string(body, parse_all=True)
-        except pp.ParseException as exc:
-            raise BodyError(exc.loc, f"expected {exc.msg.removeprefix('Expected ')}") from None
-        if schema is None:
+
+    def __init__(self, schema: EventSchema | None, printer_fields: bool, tables: Mapping[str, Mapping[int, str]]):
+        self.schema = schema
+        self.printer_fields = printer_fields
+        self._formats = tuple(_format_body(schema, i, tables) for i in range(len(schema.formats))) if schema else ()
+        self._zeros = {f.name: _zero(f, tables.get(f.name)) for f in schema.fields} if schema else {}
+        self._printed = (
+            {alias: (f.name, converter(f, None, tables.get(f.name))) for alias, f in schema.lookup.items()}
+            if schema
+            else {}
+        )
+
+    def parse(self, body: str) -> dict[str, FieldValue]:
+        """Typed fields of one body.
+
+        Raises:
+            BodyError: the body matches none of the schema's print formats (or is not a
+                ``name: value`` list, for perf trace's printer).
+        """
+        if self.printer_fields:
+            return self._parse_printed(body)
+        if not self._formats:
+            try:
+                pairs = _generic_pairs.parse_string(body, parse_all=True)
+            except pp.ParseException:
+                return {"text": body}
             return {p["key"]: _infer(p["value"]) for p in pairs}
-        fields = {f.name: _zero(f, tables.get(f.name)) for f in schema.fields}
-        for pair in pairs:
-            field = schema.lookup.get(pair["key"])
-            if field is None:
-                fields[pair["key"]] = _infer(pair["value"])
+        for fmt in self._formats:
+            match = fmt.fast.match(body)
+            if match is not None:
+                return {name: convert(match[name]) for name, convert in fmt.converters}
+        raise self._format_error(body)
+
+    def _parse_printed(self, body: str) -> dict[str, FieldValue]:
+        fields = dict(self._zeros)
+        end = 0
+        for match in _FAST_FIELD_PAIR.finditer(body):
+            if match.start() != end:
+                break
+            end = match.end()
+            key, value = match["key"], match["value"]
+            known = self._printed.get(key)
+            if known is None:
+                fields[key] = _infer(value)
             else:
-                fields[field.name] = typed_value(field, pair["value"], None, tables.get(field.name))
+                fields[known[0]] = known[1](value)
+        if end != len(body):
+            try:
+                _field_list.parse_string(body, parse_all=True)
+            except pp.ParseException as exc:
+                raise BodyError(exc.loc, f"expected {exc.msg.removeprefix('Expected ')}") from None
+            raise BodyError(end, "expected name: value")
         return fields
-    if schema is None or not schema.formats:
-        try:
-            pairs = _generic_pairs.parse_string(body, parse_all=True)
-        except pp.ParseException:
-            return {"text": body}
-        return {p["key"]: _infer(p["value"]) for p in pairs}
-    furthest: pp.ParseException | None = None
-    for fmt in _format_grammars(schema):
-        try:
-            result = fmt.grammar.parse_string(body, parse_all=True)
-        except pp.ParseException as exc:
-            if furthest is None or exc.loc > furthest.loc:
-                furthest = exc
-            continue
-        return {
-            name: typed_value(schema.lookup[name], result[name], conv, tables.get(name))
-            for name, conv in fmt.conversions.items()
-        }
-    assert furthest is not None
-    raise BodyError(furthest.loc, f"does not match any print format of {schema.event}: {furthest.msg}")
+
+    def _format_error(self, body: str) -> BodyError:
+        furthest: pp.ParseException | None = None
+        for fmt in self._formats:
+            try:
+                fmt.grammar.parse_string(body, parse_all=True)
+            except pp.ParseException as exc:
+                if furthest is None or exc.loc > furthest.loc:
+                    furthest = exc
+        assert self.schema is not None
+        if furthest is None:  # the grammar accepts what the fast regex refused: a perfnet bug
+            return BodyError(0, f"fast path and grammar disagree on this {self.schema.event} line")
+        return BodyError(furthest.loc, f"does not match any print format of {self.schema.event}: {furthest.msg}")

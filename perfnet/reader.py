@@ -24,7 +24,7 @@ from typing import IO, Any, cast
 import pyparsing as pp
 
 from perfnet.errors import ParseError, PerfnetError
-from perfnet.grammar import BodyError, EnumTables, Header, Variant, parse_body, parse_header
+from perfnet.grammar import BodyError, BodyParser, EnumTables, Header, Variant, parse_header
 from perfnet.records import BadLine, Item, Message, MessageKind, Record
 from perfnet.schema import EventSchema
 
@@ -121,6 +121,7 @@ class LineParser:
         self.enums = enums
         self._by_short_name = {s.name: s for s in schemas.values()}  # ftrace omits the subsystem
         self._printer_fields = variant is Variant.TRACE
+        self._bodies: dict[str, BodyParser] = {}
         self._in_summary = False
 
     def parse(self, lineno: int, line: str) -> Item | str | None:
@@ -140,8 +141,12 @@ class LineParser:
         else:
             schema = self.schemas.get(header.event)
             event = header.event
+        body_parser = self._bodies.get(event)
+        if body_parser is None:
+            body_parser = BodyParser(schema, self._printer_fields, self.enums.get(event, {}))
+            self._bodies[event] = body_parser
         try:
-            fields = parse_body(schema, header.body, self._printer_fields, self.enums)
+            fields = body_parser.parse(header.body)
         except BodyError as exc:
             return BadLine(lineno, line, exc.message, header.body_start + exc.loc + 1)
         return Record(lineno, header.time_ns, event, header.comm, header.tid, header.cpu, fields)
