@@ -96,7 +96,7 @@ _PERF_TRACE_HEAD = (
     # The comm may hold spaces, slashes, colons and dashes (`CPU 0/KVM/3750`, `kworker/1:1-eve/41`,
     # `:0/0`): it is everything before the last `/TID` that the event name follows.  perf trace
     # prints comm/tid only when it traces more than one thread.
-    Token(rf"(?:(?P<comm>.*?)/)?(?P<tid>\d+)\s+(?={_EVENT_NAME}[(:])", "comm/tid", optional=True),
+    Token(rf"(?:(?P<comm>.*?)/)?(?P<tid>\d+)\s+(?={_EVENT_NAME})", "comm/tid", optional=True),
     Token(rf"(?P<event>{_EVENT_NAME})", "event name (subsystem:name)"),
 )
 _SCRIPT_HEAD = (
