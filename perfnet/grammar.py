@@ -369,6 +369,28 @@ class BodyParser:
                 return {name: convert(match[name]) for name, convert in fmt.converters}
         raise self._format_error(body)
 
+    def parse_with_grammar(self, body: str) -> dict[str, FieldValue]:
+        """Typed fields read by the pyparsing grammars only: the reference the fast path must match.
+
+        Raises:
+            pyparsing.ParseException: no grammar accepts the body.
+        """
+        if self.printer_fields:
+            pairs = _field_list.parse_string(body, parse_all=True)
+            fields = dict(self._zeros)
+            for pair in pairs:
+                self._set_printed(fields, pair["key"], pair["value"])
+            return fields
+        if not self._formats:
+            return self.parse(body)
+        for fmt in self._formats:
+            try:
+                result = fmt.grammar.parse_string(body, parse_all=True)
+            except pp.ParseException:
+                continue
+            return {name: convert(result[name]) for name, convert in fmt.converters}
+        raise pp.ParseException(body, 0, "no print format matches")
+
     def _parse_printed(self, body: str) -> dict[str, FieldValue]:
         fields = dict(self._zeros)
         end = 0
@@ -376,12 +398,7 @@ class BodyParser:
             if match.start() != end:
                 break
             end = match.end()
-            key, value = match["key"], match["value"]
-            known = self._printed.get(key)
-            if known is None:
-                fields[key] = _infer(value)
-            else:
-                fields[known[0]] = known[1](value)
+            self._set_printed(fields, match["key"], match["value"])
         if end != len(body):
             try:
                 _field_list.parse_string(body, parse_all=True)
@@ -389,6 +406,13 @@ class BodyParser:
                 raise BodyError(exc.loc, f"expected {exc.msg.removeprefix('Expected ')}") from None
             raise BodyError(end, "expected name: value")
         return fields
+
+    def _set_printed(self, fields: dict[str, FieldValue], key: str, value: str) -> None:
+        known = self._printed.get(key)
+        if known is None:
+            fields[key] = _infer(value)
+        else:
+            fields[known[0]] = known[1](value)
 
     def _format_error(self, body: str) -> BodyError:
         furthest: pp.ParseException | None = None

@@ -1,0 +1,46 @@
+"""The `perfnet` command, run as users run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def perfnet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "perfnet.cli", *args], capture_output=True, text=True)
+
+
+def test_parse_json_on_seed_capture() -> None:
+    out = perfnet("parse", str(FIXTURES / "seed-old-perf-2.txt"), "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["format"] == "trace-old" and summary["events"] == 6 and summary["errors"] == 0
+    assert summary["events_per_tracepoint"] == {"net:net_dev_queue": 3, "net:netif_rx": 2,
+                                                "net:netif_receive_skb_entry": 1}
+
+
+def test_parse_reports_first_errors_with_line_numbers(tmp_path: Path) -> None:
+    cap = tmp_path / "cap.txt"
+    cap.write_text('  0.000 ping/1 net:net_dev_queue(skbaddr: 0x1, len: 42, name: "brx")\ngarbage\nLOST 2 events!\n')
+    out = perfnet("parse", str(cap))
+    assert out.returncode == 0
+    assert "lost:    2" in out.stdout and "errors:  1" in out.stdout
+    assert "line 2, column 1: not a trace event line: Expected timestamp" in out.stdout
+
+
+def test_strict_parse_fails_with_exit_code_2(tmp_path: Path) -> None:
+    cap = tmp_path / "cap.txt"
+    cap.write_text("garbage\n")
+    out = perfnet("parse", str(cap), "--strict")
+    assert out.returncode == 2 and "line 1, column 1" in out.stderr
+
+
+def test_example_capture_is_bundled() -> None:
+    out = perfnet("parse", "--example", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["errors"] == 0 and summary["events"] > 0
