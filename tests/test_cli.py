@@ -19,8 +19,11 @@ def test_parse_json_on_seed_capture() -> None:
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["format"] == "trace-old" and summary["events"] == 6 and summary["errors"] == 0
-    assert summary["events_per_tracepoint"] == {"net:net_dev_queue": 3, "net:netif_rx": 2,
-                                                "net:netif_receive_skb_entry": 1}
+    assert summary["events_per_tracepoint"] == {
+        "net:net_dev_queue": 3,
+        "net:netif_rx": 2,
+        "net:netif_receive_skb_entry": 1,
+    }
 
 
 def test_parse_reports_first_errors_with_line_numbers(tmp_path: Path) -> None:

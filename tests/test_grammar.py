@@ -22,8 +22,10 @@ def one(line: str, format: str | None = None, **kw: object) -> Record:
 
 
 def test_perf_trace_field_printer() -> None:
-    rec = one('     0.027 ping/2000 net:net_dev_start_xmit(name: "brx", skbaddr: 0xffff888105959d00, '
-              "protocol: 2054, len: 42, network_offset: 14)")
+    rec = one(
+        '     0.027 ping/2000 net:net_dev_start_xmit(name: "brx", skbaddr: 0xffff888105959d00, '
+        "protocol: 2054, len: 42, network_offset: 14)"
+    )
     assert (rec.time_ns, rec.comm, rec.tid, rec.cpu) == (27_000, "ping", 2000, None)
     assert (rec.event, rec.dev, rec.skbaddr, rec.len) == ("net:net_dev_start_xmit", "brx", SKB, 42)
     # omitted fields are zero; signedness and booleans come from the schema
@@ -32,8 +34,10 @@ def test_perf_trace_field_printer() -> None:
 
 
 def test_perf_trace_unsigned_print_of_signed_field_is_restored() -> None:
-    rec = one('     0.068 ping/2000 net:netif_rx_entry(name: "eth0", skbaddr: 0xffff888105959d00, protocol: 2054, '
-              "len: 28, truesize: 832, mac_header_valid: 1, mac_header: 4294967282)")
+    rec = one(
+        '     0.068 ping/2000 net:netif_rx_entry(name: "eth0", skbaddr: 0xffff888105959d00, protocol: 2054, '
+        "len: 28, truesize: 832, mac_header_valid: 1, mac_header: 4294967282)"
+    )
     assert rec.mac_header == -14 and rec.mac_header_valid is True and rec.truesize == 832
 
 
@@ -43,48 +47,63 @@ def test_exit_event_has_no_fields_and_no_skbaddr() -> None:
 
 
 def test_libtraceevent_print() -> None:
-    rec = one("     0.087 ping/2018 skb:kfree_skb(skbaddr=0xffff888105959100 rx_sk=(nil) protocol=2048 "
-              "location=ping_rcv+0xab reason: NO_SOCKET)")
-    assert rec.fields == {"skbaddr": 0xFFFF888105959100, "rx_sk": 0, "protocol": 2048,
-                          "location": "ping_rcv+0xab", "reason": "NO_SOCKET"}
+    rec = one(
+        "     0.087 ping/2018 skb:kfree_skb(skbaddr=0xffff888105959100 rx_sk=(nil) protocol=2048 "
+        "location=ping_rcv+0xab reason: NO_SOCKET)"
+    )
+    assert rec.fields == {
+        "skbaddr": 0xFFFF888105959100,
+        "rx_sk": 0,
+        "protocol": 2048,
+        "location": "ping_rcv+0xab",
+        "reason": "NO_SOCKET",
+    }
 
 
 def test_old_perf_format_from_the_seed_with_stray_paren() -> None:
-    rec = one("     0.033 ping/48922 net:netif_rx_entry:dev=eth0 napi_id=0x2 queue_mapping=0 "
-              "skbaddr=0xffff893aa3223400 vlan_tagged=0 vlan_proto=0x0000 vlan_tci=0x0000 protocol=0x0800 "
-              "ip_summed=0 hash=0x00000000 l4_hash=0 len=84 data_len=0 truesize=768 mac_header_valid=1 "
-              "mac_header=-14 nr_frags=0 gso_size=0 gso_type=0)")
+    rec = one(
+        "     0.033 ping/48922 net:netif_rx_entry:dev=eth0 napi_id=0x2 queue_mapping=0 "
+        "skbaddr=0xffff893aa3223400 vlan_tagged=0 vlan_proto=0x0000 vlan_tci=0x0000 protocol=0x0800 "
+        "ip_summed=0 hash=0x00000000 l4_hash=0 len=84 data_len=0 truesize=768 mac_header_valid=1 "
+        "mac_header=-14 nr_frags=0 gso_size=0 gso_type=0)"
+    )
     assert (rec.dev, rec.skbaddr, rec.len, rec.napi_id, rec.protocol) == ("eth0", 0xFFFF893AA3223400, 84, 2, 0x800)
     assert rec.mac_header == -14 and rec.gso_type == 0
 
 
 def test_perf_script_with_pid_tid_and_ns() -> None:
-    rec = one(" CPU 0/KVM  3750/3751 [001]    96.185525701:    net:netif_rx: dev=eth0 skbaddr=0xffff88811c0f0200 len=84")
+    rec = one(
+        " CPU 0/KVM  3750/3751 [001]    96.185525701:    net:netif_rx: dev=eth0 skbaddr=0xffff88811c0f0200 len=84"
+    )
     assert (rec.comm, rec.tid, rec.cpu, rec.time_ns) == ("CPU 0/KVM", 3751, 1, 96_185_525_701)
     assert (rec.dev, rec.len) == ("eth0", 84)
 
 
 def test_ftrace_line_with_tgid_and_hashed_pointer() -> None:
-    rec = one("   kworker/1:1-eve-41    (     41) [001] d.s1.   102.584252: netif_rx: dev=eth0 skbaddr=000000000f0ffb08 len=84")
+    rec = one(
+        "   kworker/1:1-eve-41    (     41) [001] d.s1.   102.584252: netif_rx: dev=eth0 skbaddr=000000000f0ffb08 len=84"
+    )
     assert (rec.comm, rec.tid, rec.cpu, rec.time_ns) == ("kworker/1:1-eve", 41, 1, 102_584_252_000)
     assert (rec.event, rec.skbaddr) == ("net:netif_rx", 0x0F0FFB08)
 
 
 def test_ftrace_symbol_loses_its_size_suffix() -> None:
-    rec = one("ping-2086 [001] ..s1. 102.584252: kfree_skb: skbaddr=ffff888105959400 rx_sk=0000000000000000 "
-              "protocol=2048 location=ping_rcv+0xab/0xd0 reason: NO_SOCKET")
+    rec = one(
+        "ping-2086 [001] ..s1. 102.584252: kfree_skb: skbaddr=ffff888105959400 rx_sk=0000000000000000 "
+        "protocol=2048 location=ping_rcv+0xab/0xd0 reason: NO_SOCKET"
+    )
     assert rec.location == "ping_rcv+0xab" and rec.rx_sk == 0 and rec.reason == "NO_SOCKET"
 
 
 @pytest.mark.parametrize(
     ("line", "comm", "tid"),
     [
-        ("  0.001 CPU 0/KVM/3750 net:netif_rx(skbaddr: 0x1, len: 1, name: \"x\")", "CPU 0/KVM", 3750),
-        ("  0.001 kworker/1:1-eve/41 net:netif_rx(skbaddr: 0x1, len: 1, name: \"x\")", "kworker/1:1-eve", 41),
-        ("  0.001 :0/0 net:netif_rx(skbaddr: 0x1, len: 1, name: \"x\")", ":0", 0),
-        ("  0.001 4242 net:netif_rx(skbaddr: 0x1, len: 1, name: \"x\")", None, 4242),
-        ("  0.001 net:netif_rx(skbaddr: 0x1, len: 1, name: \"x\")", None, None),
-        ("  0.001 (         ): ping/7 net:netif_rx(skbaddr: 0x1, len: 1, name: \"x\")", "ping", 7),
+        ('  0.001 CPU 0/KVM/3750 net:netif_rx(skbaddr: 0x1, len: 1, name: "x")', "CPU 0/KVM", 3750),
+        ('  0.001 kworker/1:1-eve/41 net:netif_rx(skbaddr: 0x1, len: 1, name: "x")', "kworker/1:1-eve", 41),
+        ('  0.001 :0/0 net:netif_rx(skbaddr: 0x1, len: 1, name: "x")', ":0", 0),
+        ('  0.001 4242 net:netif_rx(skbaddr: 0x1, len: 1, name: "x")', None, 4242),
+        ('  0.001 net:netif_rx(skbaddr: 0x1, len: 1, name: "x")', None, None),
+        ('  0.001 (         ): ping/7 net:netif_rx(skbaddr: 0x1, len: 1, name: "x")', "ping", 7),
     ],
 )
 def test_perf_trace_task_column_variations(line: str, comm: str | None, tid: int | None) -> None:
@@ -99,7 +118,9 @@ def test_absolute_timestamps_convert_exactly() -> None:
 
 
 def test_napi_poll_format_without_labels() -> None:
-    rec = one("  0.088 ping/2018 napi:napi_poll(napi poll on napi struct 0xffff888105959100 for device eth0 work 1 budget 64)")
+    rec = one(
+        "  0.088 ping/2018 napi:napi_poll(napi poll on napi struct 0xffff888105959100 for device eth0 work 1 budget 64)"
+    )
     assert (rec.dev, rec.work, rec.budget, rec.napi) == ("eth0", 1, 64, 0xFFFF888105959100)
 
 
@@ -115,8 +136,9 @@ def test_event_without_schema_is_kept_generically() -> None:
 def test_drop_reason_number_named_from_kernel_table(tmp_path: Path) -> None:
     root = tmp_path / "skb" / "kfree_skb"
     root.mkdir(parents=True)
-    (root / "format").write_text('print fmt: "reason: %s", __print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, '
-                                 '{ 3, "NO_SOCKET" })\n')
+    (root / "format").write_text(
+        'print fmt: "reason: %s", __print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, { 3, "NO_SOCKET" })\n'
+    )
     line = "  0.653 ping/2000 skb:kfree_skb(skbaddr: 0x1, location: 0xffffffff8207026b, protocol: 2048, reason: 3)"
     assert one(line).reason == 3
     named = one(line, formats=str(tmp_path))

@@ -64,7 +64,10 @@ def test_file_objects_iterables_and_stdin(tmp_path: Path) -> None:
     path.write_text(text)
     out = subprocess.run(
         [sys.executable, "-c", "import perfnet; t = perfnet.read('-'); print(len(t.events), t.format)"],
-        input=text, capture_output=True, text=True, check=True,
+        input=text,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout.split() == ["3", "trace"]
 
@@ -77,7 +80,7 @@ def test_missing_file_is_a_named_error(tmp_path: Path) -> None:
 def test_crlf_ansi_and_non_utf8() -> None:
     lines = [
         (GOOD[0] + "\r\n").encode(),
-        b"     0.010 p\xffng/2000 net:net_dev_queue(skbaddr: 0x1, len: 42, name: \"brx\")\r\n",
+        b'     0.010 p\xffng/2000 net:net_dev_queue(skbaddr: 0x1, len: 42, name: "brx")\r\n',
         b"\x1b[31mLOST 7 events!\x1b[m\r\n",
     ]
     trace = perfnet.read(lines)
@@ -87,7 +90,7 @@ def test_crlf_ansi_and_non_utf8() -> None:
 
 
 def test_bad_input_keeps_every_good_line_and_reports_every_bad_one() -> None:
-    huge = "     0.500 ping/2000 net:net_dev_queue(skbaddr: 0x1, len: 42, name: \"" + "x" * 200_000
+    huge = '     0.500 ping/2000 net:net_dev_queue(skbaddr: 0x1, len: 42, name: "' + "x" * 200_000
     lines = [
         GOOD[0],
         "     0.010 ping/2000 net:net_dev_queue(skbaddr: 0xffff8881",  # truncated
@@ -99,7 +102,7 @@ def test_bad_input_keeps_every_good_line_and_reports_every_bad_one() -> None:
         "     0.020 ping/2000 net:netif_rx(dev=eth0 skbaddr=0x1 len=)",  # bad value
         "Warning: Problems creating module maps, continuing anyway...",
         GOOD[2],
-        "     0.030 ping/2000 net:net_dev_queue(skbaddr: 0x2, len: 43, name: \"brx\")",
+        '     0.030 ping/2000 net:net_dev_queue(skbaddr: 0x2, len: 43, name: "brx")',
     ]
     trace = perfnet.read(lines, format="trace")
     assert trace.errors["lineno"].tolist() == [2, 3, 6, 8]
