@@ -319,11 +319,15 @@ _generic_pairs = (
 ).set_name("key=value list")
 
 # perf trace's own printer: `name: value, name: "string", ...`.
-_FIELD_PAIR = r'(?P<key>\w+): (?P<value>"(?:[^"\\]|\\.)*"|[^,]*)'
+_FIELD_VALUE = r'"(?:[^"\\]|\\.)*"|[^,]*'
 _field_list = (
-    pp.Opt(pp.DelimitedList(pp.Group(pp.Regex(_FIELD_PAIR).set_name("name: value")), ",")) + pp.StringEnd()
+    pp.Opt(
+        pp.DelimitedList(pp.Group(pp.Regex(rf"(?P<key>\w+): (?P<value>{_FIELD_VALUE})").set_name("name: value")), ",")
+    )
+    + pp.StringEnd()
 ).set_name("name: value list")
-_FAST_FIELD_PAIR = re.compile(_FIELD_PAIR + r"(?:, |$)")
+_FAST_FIELD_LIST = re.compile(rf"(?:\w+: (?:{_FIELD_VALUE})(?:, |$))*")
+_FAST_FIELD_PAIRS = re.compile(rf"(\w+): ({_FIELD_VALUE})(?:, |$)")
 
 
 class BodyParser:
@@ -379,7 +383,7 @@ class BodyParser:
             pairs = _field_list.parse_string(body, parse_all=True)
             fields = dict(self._zeros)
             for pair in pairs:
-                self._set_printed(fields, pair["key"], pair["value"])
+                self._set_printed(fields, self._printed, pair["key"], pair["value"])
             return fields
         if not self._formats:
             return self.parse(body)
@@ -392,23 +396,23 @@ class BodyParser:
         raise pp.ParseException(body, 0, "no print format matches")
 
     def _parse_printed(self, body: str) -> dict[str, FieldValue]:
-        fields = dict(self._zeros)
-        end = 0
-        for match in _FAST_FIELD_PAIR.finditer(body):
-            if match.start() != end:
-                break
-            end = match.end()
-            self._set_printed(fields, match["key"], match["value"])
-        if end != len(body):
+        if _FAST_FIELD_LIST.fullmatch(body) is None:
             try:
                 _field_list.parse_string(body, parse_all=True)
             except pp.ParseException as exc:
                 raise BodyError(exc.loc, f"expected {exc.msg.removeprefix('Expected ')}") from None
-            raise BodyError(end, "expected name: value")
+            raise BodyError(0, "expected name: value")  # the grammar accepts what the fast path refused
+        fields = dict(self._zeros)
+        printed = self._printed
+        for key, value in _FAST_FIELD_PAIRS.findall(body):
+            self._set_printed(fields, printed, key, value)
         return fields
 
-    def _set_printed(self, fields: dict[str, FieldValue], key: str, value: str) -> None:
-        known = self._printed.get(key)
+    @staticmethod
+    def _set_printed(
+        fields: dict[str, FieldValue], printed: Mapping[str, tuple[str, Converter]], key: str, value: str
+    ) -> None:
+        known = printed.get(key)
         if known is None:
             fields[key] = _infer(value)
         else:

@@ -8,63 +8,38 @@ first access.  The packet-level frames (``packets``, ``hops``, ``stages``, ``dro
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from functools import cached_property
 from typing import Any
 
 import pandas as pd
 
 from perfnet.grammar import Variant
-from perfnet.records import BadLine, FieldValue, Item, Message, Record
+from perfnet.records import BadLine, Item, Message, Record
 
-# Columns every event row has; the last three are copied from the event's own fields where
-# it has them, because path reconstruction and drop tables need them for every event.
-EVENT_COLUMNS = (
-    "time_ns",
-    "comm",
-    "tid",
-    "cpu",
-    "event",
-    "dev",
-    "skbaddr",
-    "len",
-    "protocol",
-    "reason",
-    "location",
-    "lineno",
-    "callchain",
-)
-_COMMON = ("time_ns", "comm", "tid", "cpu", "lineno", "callchain")
+# Columns taken from each record's fields for every event row: path reconstruction and drop
+# tables need them on every event, not only in that tracepoint's own frame.
+_FIELD_COLUMNS = {
+    "dev": "object",
+    "skbaddr": "UInt64",
+    "len": "Int64",
+    "protocol": "Int64",
+    "reason": "object",
+    "location": "object",
+}
 
 
-@dataclass
-class _Rows:
-    """Column lists for the events frame, plus each tracepoint's own field dicts."""
-
-    columns: dict[str, list[Any]] = field(default_factory=lambda: {c: [] for c in EVENT_COLUMNS})
-    fields_by_event: dict[str, list[tuple[int, Mapping[str, FieldValue]]]] = field(default_factory=dict)
-
-    def add(self, rec: Record) -> None:
-        cols = self.columns
-        self.fields_by_event.setdefault(rec.event, []).append((len(cols["time_ns"]), rec.fields))
-        get = rec.fields.get
-        for name, value in (
-            ("time_ns", rec.time_ns),
-            ("comm", rec.comm),
-            ("tid", rec.tid),
-            ("cpu", rec.cpu),
-            ("event", rec.event),
-            ("dev", rec.dev),
-            ("skbaddr", rec.skbaddr),
-            ("len", rec.len),
-            ("protocol", get("protocol")),
-            ("reason", get("reason")),
-            ("location", get("location")),
-            ("lineno", rec.lineno),
-            ("callchain", rec.callchain),
-        ):
-            cols[name].append(value)
+def _common_columns(records: list[Record]) -> dict[str, Any]:
+    """The columns every record has, typed, in input order."""
+    return {
+        "time_ns": pd.array([r.time_ns for r in records], dtype="int64"),
+        "comm": pd.array([r.comm for r in records], dtype="object"),
+        "tid": pd.array([r.tid for r in records], dtype="Int64"),
+        "cpu": pd.array([r.cpu for r in records], dtype="Int64"),
+        "event": pd.array([r.event for r in records], dtype="object"),
+        "lineno": pd.array([r.lineno for r in records], dtype="int64"),
+        "callchain": pd.array([r.callchain for r in records], dtype="object"),
+    }
 
 
 class Trace:
@@ -76,13 +51,13 @@ class Trace:
 
     def __init__(self, items: Iterable[Item], format: Variant, source: str = "") -> None:
         self.source = source
-        self._rows = _Rows()
+        self._records: list[Record] = []
         self._messages: list[Message] = []
         self._errors: list[BadLine] = []
         self.format = format
         for item in items:
             if isinstance(item, Record):
-                self._rows.add(item)
+                self._records.append(item)
             elif isinstance(item, Message):
                 self._messages.append(item)
             else:
@@ -108,24 +83,12 @@ class Trace:
         ``protocol`` (nullable Int64), ``reason``, ``location``, ``lineno`` and ``callchain``
         (a tuple of frames, empty unless the capture had callchains).
         """
-        cols = self._rows.columns
-        frame = pd.DataFrame(
-            {
-                "time_ns": pd.array(cols["time_ns"], dtype="int64"),
-                "comm": pd.array(cols["comm"], dtype="object"),
-                "tid": pd.array(cols["tid"], dtype="Int64"),
-                "cpu": pd.array(cols["cpu"], dtype="Int64"),
-                "event": pd.array(cols["event"], dtype="object"),
-                "dev": pd.array(cols["dev"], dtype="object"),
-                "skbaddr": pd.array(cols["skbaddr"], dtype="UInt64"),
-                "len": pd.array(cols["len"], dtype="Int64"),
-                "protocol": pd.array(cols["protocol"], dtype="Int64"),
-                "reason": pd.array(cols["reason"], dtype="object"),
-                "location": pd.array(cols["location"], dtype="object"),
-                "lineno": pd.array(cols["lineno"], dtype="int64"),
-                "callchain": pd.array(cols["callchain"], dtype="object"),
-            }
-        )
+        records = self._records
+        columns = _common_columns(records)
+        for name, dtype in _FIELD_COLUMNS.items():
+            columns[name] = pd.array([r.fields.get(name) for r in records], dtype=dtype)  # type: ignore[call-overload]
+        order = ["time_ns", "comm", "tid", "cpu", "event", *_FIELD_COLUMNS, "lineno", "callchain"]
+        frame = pd.DataFrame({name: columns[name] for name in order})
         return frame.sort_values("time_ns", kind="stable", ignore_index=True)
 
     def df(self, event: str) -> pd.DataFrame:
@@ -138,12 +101,9 @@ class Trace:
             Columns ``time_ns``, ``comm``, ``tid``, ``cpu``, ``lineno``, ``callchain``, then the
             event's fields in schema order; empty if the capture has no such event.
         """
-        rows = self._rows.fields_by_event.get(event, [])
-        cols = self._rows.columns
-        index = [i for i, _ in rows]
-        common = pd.DataFrame({name: [cols[name][i] for i in index] for name in _COMMON})
-        common = common.astype({"time_ns": "int64", "tid": "Int64", "cpu": "Int64", "lineno": "int64"})
-        fields = pd.DataFrame.from_records([dict(f) for _, f in rows], index=common.index)
+        records = [r for r in self._records if r.event == event]
+        common = pd.DataFrame(_common_columns(records)).drop(columns="event")
+        fields = pd.DataFrame.from_records([r.fields for r in records], index=common.index)
         return pd.concat([common, fields], axis=1).sort_values("time_ns", kind="stable", ignore_index=True)
 
     @cached_property
@@ -164,4 +124,4 @@ class Trace:
 
     def event_counts(self) -> dict[str, int]:
         """Events per tracepoint, most frequent first."""
-        return dict(Counter(self._rows.columns["event"]).most_common())  # type: ignore[arg-type]
+        return dict(Counter(r.event for r in self._records).most_common())
