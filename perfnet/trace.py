@@ -55,6 +55,11 @@ class Trace:
         self._messages: list[Message] = []
         self._errors: list[BadLine] = []
         self.format = format
+        # Set by live captures (perfnet.capture): why the capture was cut short (None if it
+        # was not), perf's own resource use and loss counters, and the namespaces' interfaces.
+        self.partial: str | None = None
+        self.capture_stats: Any = None
+        self.topology: Any = None
         for item in items:
             if isinstance(item, Record):
                 self._records.append(item)
