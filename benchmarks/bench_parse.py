@@ -41,7 +41,9 @@ def best_of(repeat: int, run: Callable[[], int]) -> tuple[float, int]:
 
 
 def perf_script(data: Path) -> int:
-    out = subprocess.run(["perf", "script", "-i", str(data)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
+    out = subprocess.run(
+        ["perf", "script", "-i", str(data)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True
+    )
     return out.stdout.count(b"\n")
 
 
@@ -55,7 +57,14 @@ def main() -> int:
         if os.geteuid() != 0:
             sys.exit(f"no capture in {args.dir}: run as root to make one (scripts/capture_fixtures.py --big)")
         subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "capture_fixtures.py"), "--big", str(args.seconds), "--outdir", str(args.dir)],
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "capture_fixtures.py"),
+                "--big",
+                str(args.seconds),
+                "--outdir",
+                str(args.dir),
+            ],
             check=True,
         )
     script_txt, trace_txt = args.dir / "big-script.txt", args.dir / "big-trace.txt"
@@ -63,7 +72,10 @@ def main() -> int:
         ("perf script -i big.data", *best_of(args.repeat, lambda: perf_script(args.dir / "big.data"))),
         ("perfnet.read(perf script text).events", *best_of(args.repeat, lambda: len(perfnet.read(script_txt).events))),
         ("perfnet.read(perf trace text).events", *best_of(args.repeat, lambda: len(perfnet.read(trace_txt).events))),
-        ("perfnet.iter_records(perf trace text)", *best_of(args.repeat, lambda: sum(1 for _ in perfnet.iter_records(trace_txt)))),
+        (
+            "perfnet.iter_records(perf trace text)",
+            *best_of(args.repeat, lambda: sum(1 for _ in perfnet.iter_records(trace_txt))),
+        ),
     ]
     baseline = rows[0][2] / rows[0][1]
     print(f"{'what':<42} {'events':>9} {'seconds':>8} {'events/s':>10} {'vs perf script':>15}")

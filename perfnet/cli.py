@@ -8,7 +8,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
+
 import perfnet
+from perfnet import analysis
 from perfnet.bundled import example_capture
 from perfnet.errors import PerfnetError
 
@@ -76,6 +79,74 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(trace: perfnet.Trace) -> dict[str, Any]:
+    """Everything ``perfnet report`` shows, as plain data."""
+    packets = trace.packets
+    return {
+        "source": trace.source,
+        "format": str(trace.format),
+        "events": len(trace.events),
+        "lost": trace.lost,
+        "errors": len(trace.errors),
+        "packets": len(packets),
+        "paths": analysis.path_table(packets),
+        "hops": analysis.hop_latency(trace.hops),
+        "drops": trace.drops,
+    }
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1000:.1f}"
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(f"source:  {report['source']}")
+    print(
+        f"format:  {report['format']}    events: {report['events']}    lost: {report['lost']}    "
+        f"unparsed lines: {report['errors']}"
+    )
+    print(f"packets: {report['packets']}")
+    paths = report["paths"]
+    if not paths.empty:
+        width = max(paths["path"].astype(str).map(len).max(), 4)
+        print(f"\n{'path':<{width}}  {'packets':>7}  {'share':>6}  {'median µs':>9}")
+        for row in paths.itertuples():
+            print(f"{row.path!s:<{width}}  {row.count:>7}  {row.share:>6.1%}  {_us(row.median_duration_ns):>9}")
+    hops = report["hops"]
+    if not hops.empty:
+        names = [f"{r.from_dev} > {r.to_dev}" for r in hops.itertuples()]
+        width = max(map(len, names))
+        print(
+            f"\n{'hop latency (µs)':<{width}}  {'count':>6}  "
+            + "  ".join(f"{name:>8}" for name in ("mean", "p50", "p90", "p99", "max"))
+        )
+        for name, r in zip(names, hops.itertuples(), strict=True):
+            stats = "  ".join(f"{_us(v):>8}" for v in (r.mean_ns, r.p50_ns, r.p90_ns, r.p99_ns, r.max_ns))
+            print(f"{name:<{width}}  {r.count:>6}  {stats}")
+    drops = report["drops"]
+    if not drops.empty:
+        print("\ndrops (skb:kfree_skb)")
+        for r in drops.itertuples():
+            print(f"  {r.count:>6}  {r.reason!s:<24} at {r.location!s:<32} dev {r.dev}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, pd.DataFrame):
+        return json.loads(value.to_json(orient="records"))
+    return value
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``perfnet report``: packets, the paths they took, hop latencies and drops."""
+    report = _report(_read(args))
+    if args.json:
+        json.dump({k: _jsonable(v) for k, v in report.items()}, sys.stdout, indent=2)
+        print()
+    else:
+        _print_report(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfnet", description=perfnet.__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     _source_arg(parse)
     parse.add_argument("--json", action="store_true", help="print the summary as JSON")
     parse.set_defaults(run=cmd_parse)
+    report = commands.add_parser("report", help="packets, their paths through devices, hop latencies, drops")
+    _source_arg(report)
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.set_defaults(run=cmd_report)
     return parser
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from perfnet import paths
 from perfnet.grammar import Variant
 from perfnet.records import BadLine, Item, Message, Record
 
@@ -110,6 +111,34 @@ class Trace:
         common = pd.DataFrame(_common_columns(records)).drop(columns="event")
         fields = pd.DataFrame.from_records([r.fields for r in records], index=common.index)
         return pd.concat([common, fields], axis=1).sort_values("time_ns", kind="stable", ignore_index=True)
+
+    @cached_property
+    def labels(self) -> pd.DataFrame:
+        """Per event row (aligned with :attr:`events`): ``packet_id`` (-1: in no packet) and
+        ``visit`` (position in that packet's path).  See :func:`perfnet.paths.segment`."""
+        return paths.segment(self.events)
+
+    @cached_property
+    def packets(self) -> pd.DataFrame:
+        """One row per packet lifetime: ``packet_id``, ``skbaddr``, ``start_ns``, ``end_ns``,
+        ``duration_ns``, ``path`` (devices in arrival order, ``br0>veth1>eth0``), ``n_events``,
+        ``len``, ``protocol``, ``kind``, ``end``.  See :func:`perfnet.paths.packets`."""
+        return paths.packets(self.events, self.labels)
+
+    @cached_property
+    def hops(self) -> pd.DataFrame:
+        """One row per device-to-device step of each packet, with its ``latency_ns``."""
+        return paths.hops(self.events, self.labels)
+
+    @cached_property
+    def stages(self) -> pd.DataFrame:
+        """Time between consecutive stage events within one device visit (queue, xmit, rx ...)."""
+        return paths.stages(self.events, self.labels)
+
+    @cached_property
+    def drops(self) -> pd.DataFrame:
+        """``skb:kfree_skb`` counts by ``reason``, ``location`` and the packet's device."""
+        return paths.drops(self.events, self.labels)
 
     @cached_property
     def messages(self) -> pd.DataFrame:

@@ -81,7 +81,8 @@ def test_perf_script_with_pid_tid_and_ns() -> None:
 
 def test_ftrace_line_with_tgid_and_hashed_pointer() -> None:
     rec = one(
-        "   kworker/1:1-eve-41    (     41) [001] d.s1.   102.584252: netif_rx: dev=eth0 skbaddr=000000000f0ffb08 len=84"
+        "   kworker/1:1-eve-41    (     41) [001] d.s1.   102.584252: "
+        "netif_rx: dev=eth0 skbaddr=000000000f0ffb08 len=84"
     )
     assert (rec.comm, rec.tid, rec.cpu, rec.time_ns) == ("kworker/1:1-eve", 41, 1, 102_584_252_000)
     assert (rec.event, rec.skbaddr) == ("net:netif_rx", 0x0F0FFB08)

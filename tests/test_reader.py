@@ -143,7 +143,7 @@ def test_callchains_are_folded_into_their_event() -> None:
     ]
     trace = perfnet.read(lines)
     assert trace.events["callchain"].tolist() == [("__dev_queue_xmit", "[0]"), ()]
-    orphan = perfnet.read(["                                       __dev_queue_xmit ([kernel.kallsyms])"] + GOOD)
+    orphan = perfnet.read(["                                       __dev_queue_xmit ([kernel.kallsyms])", *GOOD])
     assert orphan.errors["lineno"].tolist() == [1]
 
 

@@ -1,0 +1,786 @@
+"""Rebuild each packet's path through the network devices from the tracepoint events frame.
+
+This module knows nothing about text formats: it takes the events frame (one row per
+tracepoint hit, columns ``time_ns``, ``comm``, ``tid``, ``cpu``, ``event``, ``dev``,
+``skbaddr``, ``len``, ``protocol``, ``reason``, ``location``) and returns DataFrames.
+
+The kernel names a packet only by the address of its ``struct sk_buff``, and the slab
+allocator hands a freed address out again within microseconds, so one address carries many
+packets over a capture.  :func:`segment` splits each address's events into packet lifetimes,
+attributes the address-less ``*_exit`` events to the call they close, and numbers the device
+visits of each packet; :func:`packets`, :func:`hops`, :func:`stages` and :func:`drops` turn
+those labels into frames, and :func:`reconstruct` does all of it.  Everything is vectorized
+(sorts, boundary flags, cumulative sums): no Python code runs per event.
+
+Vocabulary used throughout:
+
+* An *arrival* is an event that puts the packet at a device: ``net:net_dev_queue`` on
+  transmit, and on receive ``net:netif_rx_entry``, ``net:netif_rx_ni_entry``,
+  ``net:netif_receive_skb_entry``, ``net:netif_receive_skb_list_entry``,
+  ``net:napi_gro_receive_entry``, ``net:napi_gro_frags_entry`` (entries),
+  ``net:netif_rx`` (queued to the backlog) and ``net:netif_receive_skb`` (processed).
+  ``net:net_dev_start_xmit`` is an arrival only when the packet was not just queued on that
+  device: GSO segments, netpoll, ``AF_PACKET`` qdisc bypass and XDP transmit start there.
+* A *completion* is ``net:net_dev_xmit`` or a ``net:net_dev_start_xmit`` that follows the
+  queue.  Completions are printed when the call returns, after whatever the call nested (a
+  veth transmit prints ``net_dev_xmit`` after the peer's ``netif_rx``), so they never
+  define the order of the path; they only time stages.
+* A *free* is ``skb:consume_skb`` or ``skb:kfree_skb``; both fire only when the last
+  reference is dropped, so a free really ends the skb.
+* A *visit* is one stay of a packet at a device: a run of arrivals on one device, in one
+  direction, in the order entry, ``netif_rx``, ``netif_receive_skb`` (receive) or queue,
+  start (transmit).  The packet's *path* is its visits in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+__all__ = [
+    "DEFAULT_GAP_NS",
+    "NO_PACKET",
+    "PathFrames",
+    "drops",
+    "hops",
+    "packets",
+    "reconstruct",
+    "segment",
+    "stages",
+]
+
+DEFAULT_GAP_NS: Final = 1_000_000
+"""Default idle time (1 ms) after which an arrival at a new device is a new packet."""
+
+NO_PACKET: Final = -1
+"""``packet_id`` (and ``visit``) of events that belong to no packet."""
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+ObjectArray = npt.NDArray[np.object_]
+
+# Roles of the events; the receive roles are consecutive so that role - _RX_ENTRY is the rank
+# of the event within a receive visit, and likewise role - _QUEUE within a transmit visit.
+_OTHER, _QUEUE, _START, _XMIT, _RX_ENTRY, _RX_ENQUEUE, _RX_CORE, _CONSUME, _KFREE, _EXIT = range(10)
+
+# Entry/exit tracepoint pairs: each *_exit closes the most recent open *_entry of its pair.
+_CALLS: Final = (
+    ("net:netif_rx_entry", "net:netif_rx_exit"),
+    ("net:netif_rx_ni_entry", "net:netif_rx_ni_exit"),
+    ("net:netif_receive_skb_entry", "net:netif_receive_skb_exit"),
+    ("net:netif_receive_skb_list_entry", "net:netif_receive_skb_list_exit"),
+    ("net:napi_gro_receive_entry", "net:napi_gro_receive_exit"),
+    ("net:napi_gro_frags_entry", "net:napi_gro_frags_exit"),
+)
+# netif_receive_skb_list() traces an entry per skb of the list, then one exit for the list.
+_BATCH_ENTRY: Final = "net:netif_receive_skb_list_entry"
+
+_ROLES: Final[Mapping[str, int]] = {
+    "net:net_dev_queue": _QUEUE,
+    "net:net_dev_start_xmit": _START,
+    "net:net_dev_xmit": _XMIT,
+    "net:netif_rx": _RX_ENQUEUE,
+    "net:netif_receive_skb": _RX_CORE,
+    "skb:consume_skb": _CONSUME,
+    "skb:kfree_skb": _KFREE,
+    **{entry: _RX_ENTRY for entry, _ in _CALLS},
+    **{exit_: _EXIT for _, exit_ in _CALLS},
+}
+
+
+@dataclass(frozen=True)
+class PathFrames:
+    """Everything :func:`reconstruct` derives from one events frame.
+
+    Attributes:
+        labels: per event row, ``packet_id`` and ``visit`` (see :func:`segment`).
+        packets: one row per packet (see :func:`packets`).
+        hops: one row per device-to-device step (see :func:`hops`).
+        stages: one row per pair of consecutive events within a visit (see :func:`stages`).
+        drops: ``skb:kfree_skb`` counts by reason, location and device (see :func:`drops`).
+    """
+
+    labels: pd.DataFrame
+    packets: pd.DataFrame
+    hops: pd.DataFrame
+    stages: pd.DataFrame
+    drops: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """The columns path reconstruction needs, as numpy arrays in time order.
+
+    ``order[i]`` is the position in the events frame of the i-th event in time order (ties
+    keep frame order).  Events and devices are factorized: ``event``/``dev`` are codes into
+    ``event_names``/``dev_names``, whose last entry is None for the code -1 (missing).
+    """
+
+    order: IntArray
+    time: IntArray
+    event: IntArray
+    event_names: ObjectArray
+    role: IntArray
+    dev: IntArray
+    dev_names: ObjectArray
+
+
+def _time_order(events: pd.DataFrame) -> IntArray:
+    """Positions of the events in time order, stable (the identity for a sorted frame)."""
+    if events["time_ns"].is_monotonic_increasing:
+        return np.arange(len(events), dtype=np.int64)
+    return np.argsort(events["time_ns"].to_numpy(dtype=np.int64), kind="stable").astype(np.int64)
+
+
+def _factorize(column: pd.Series) -> tuple[IntArray, ObjectArray]:
+    """Codes of a column's values (-1 for missing), and the values by code, None last."""
+    codes, uniques = pd.factorize(column)
+    return codes.astype(np.int64), np.array([*uniques, None], dtype=object)
+
+
+def _lookup(names: ObjectArray, table: Mapping[str, int], default: int) -> IntArray:
+    """Map factorized names through ``table``, as an array indexed by code."""
+    return np.array([table.get(name, default) if isinstance(name, str) else default for name in names])
+
+
+def _timeline(events: pd.DataFrame) -> _Timeline:
+    """Factorize the event and device columns and put them in time order."""
+    order = _time_order(events)
+    event, event_names = _factorize(events["event"])
+    dev, dev_names = _factorize(events["dev"])
+    return _Timeline(
+        order=order,
+        time=events["time_ns"].to_numpy(dtype=np.int64)[order],
+        event=event[order],
+        event_names=event_names,
+        role=_lookup(event_names, _ROLES, _OTHER)[event[order]],
+        dev=dev[order],
+        dev_names=dev_names,
+    )
+
+
+def _nullable(events: pd.DataFrame, column: str, order: IntArray) -> IntArray:
+    """A nullable non-negative integer column in time order, with -1 for missing values."""
+    return events[column].to_numpy(dtype=np.int64, na_value=-1)[order]
+
+
+def _starts(keys: npt.NDArray[np.generic]) -> BoolArray:
+    """Flags the first row of each run of equal keys."""
+    flags = np.ones(keys.size, dtype=np.bool_)
+    flags[1:] = keys[1:] != keys[:-1]
+    return flags
+
+
+def _run_start(starts: BoolArray) -> IntArray:
+    """For each row, the index of the first row of its run (runs flagged by ``starts``)."""
+    return np.maximum.accumulate(np.where(starts, np.arange(starts.size), 0))
+
+
+def _last_before(mask: BoolArray, run_start: IntArray) -> IntArray:
+    """For each row, the last earlier row of the same run where ``mask`` holds, else -1."""
+    upto = np.maximum.accumulate(np.where(mask, np.arange(mask.size), -1))
+    before = np.concatenate(([-1], upto[:-1]))
+    return np.where(before >= run_start, before, -1)
+
+
+def _length_changes(candidates: BoolArray, previous: IntArray, boundary: BoolArray, first: BoolArray) -> BoolArray:
+    """Which length/protocol changes start a new packet, given the other rules' boundaries.
+
+    Candidate row ``c`` conflicts with the earlier row ``previous[c]``; the conflict proves a
+    new packet only if both rows are in the same packet, i.e. no accepted boundary lies
+    strictly between them.  Deciding that in time order ("accept ``c`` if the last accepted
+    boundary is at or before ``previous[c]``") is a greedy chain: from an accepted row ``x``
+    the next accepted row is the first row ``y`` after it with ``bound[y] >= x``, where
+    ``bound`` is ``previous`` for candidates and ``y - 1`` for rows that are boundaries anyway.
+    That first row is a ``searchsorted`` in the running maximum of ``bound``; the chains from
+    each address's first row are then marked by pointer doubling: at most log2(n) rounds of
+    vector operations, and no Python loop over rows.
+
+    Args:
+        candidates: rows whose arrival conflicts with ``previous`` and that are not boundaries.
+        previous: for candidates, the conflicting earlier row.
+        boundary: rows that start a packet by the other rules (including ``first``).
+        first: the first row of each address.
+
+    Returns:
+        The candidates that start a new packet.
+    """
+    items = np.flatnonzero(boundary | candidates)
+    n = items.size
+    bound = np.where(boundary[items], items - 1, previous[items])
+    nxt = np.searchsorted(np.maximum.accumulate(bound), items, side="left")
+    address = np.cumsum(first)
+    nxt_address = address[items[np.minimum(nxt, n - 1)]]
+    step = np.append(np.where((nxt < n) & (nxt_address == address[items]), nxt, n), n)
+    reached = np.append(first[items], False)
+    while True:
+        reached[step[np.flatnonzero(reached)]] = True
+        reached[n] = False
+        if (step[:n] == n).all():
+            break
+        step = step[step]
+    accepted = np.zeros(candidates.size, dtype=np.bool_)
+    accepted[items[reached[:n]]] = True
+    return accepted & candidates
+
+
+@dataclass(frozen=True)
+class _Lifetimes:
+    """Per event in time order: packet id, and for arrivals their direction and rank."""
+
+    packet: IntArray
+    arrival: BoolArray
+    transmit: BoolArray
+    rank: IntArray
+
+
+def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int) -> _Lifetimes:
+    """Split each address's events into packet lifetimes (the rules are in :func:`segment`)."""
+    n_events = tl.time.size
+    has_addr = events["skbaddr"].notna().to_numpy()[tl.order]
+    rows = np.flatnonzero(has_addr)
+    addr = events["skbaddr"].to_numpy(dtype=np.uint64, na_value=0)[tl.order][rows]
+    by_addr = np.argsort(addr, kind="stable")
+    rows = rows[by_addr]  # time-order positions, grouped by address, in time order within
+    first = _starts(addr[by_addr])
+    run_start = _run_start(first)
+    prev = np.arange(rows.size) - 1  # previous row of the same address where ~first
+
+    role, dev, time = tl.role[rows], tl.dev[rows], tl.time[rows]
+    after_queue = ~first & (role[prev] == _QUEUE) & (dev[prev] == dev)
+    transmit = (role == _QUEUE) | ((role == _START) & ~after_queue)
+    receive = (role >= _RX_ENTRY) & (role <= _RX_CORE)
+    arrival = transmit | receive
+    rank = np.where(transmit, role - _QUEUE, role - _RX_ENTRY)
+    completion = (role == _XMIT) | ((role == _START) & ~transmit)
+    free = (role == _CONSUME) | (role == _KFREE)
+
+    # Rules 1-3 of segment(): free, idle, repeat.
+    last_other = _last_before(~completion, run_start)
+    after_free = ~completion & (last_other >= 0) & free[last_other]
+    pa = _last_before(arrival, run_start)
+    same_dev = arrival & (pa >= 0) & (dev == dev[pa]) & (dev >= 0)
+    opener = (role == _QUEUE) | (role == _RX_ENTRY) | ((role == _START) & transmit)
+    idle = opener & ~first & (time - time[prev] > gap_ns)
+    stacked = (role == _QUEUE) & ~first & (role[prev] == _START) & (dev[prev] == dev)
+    repeat = same_dev & (
+        (receive & receive[pa] & (rank <= rank[pa])) | (transmit & transmit[pa] & ~stacked) | (transmit & receive[pa])
+    )
+    boundary = first | after_free | idle | repeat
+
+    # Rule 4, length: the same event on the same device earlier on this address, with another
+    # len or protocol, unless a boundary lies between (resolved in _length_changes).
+    arr = np.flatnonzero(arrival)
+    key = ((np.cumsum(first)[arr] * len(tl.event_names)) + tl.event[rows[arr]]) * len(tl.dev_names) + dev[arr] + 1
+    by_key = np.argsort(key, kind="stable")
+    same_key = key[by_key][1:] == key[by_key][:-1]
+    previous = np.full(rows.size, -1, dtype=np.int64)
+    previous[arr[by_key][1:][same_key]] = arr[by_key][:-1][same_key]
+    length = _nullable(events, "len", tl.order)[rows]
+    proto = _nullable(events, "protocol", tl.order)[rows]
+    p = np.maximum(previous, 0)
+    changed = ((length >= 0) & (length[p] >= 0) & (length != length[p])) | (
+        (proto >= 0) & (proto[p] >= 0) & (proto != proto[p])
+    )
+    candidates = (previous >= 0) & changed & ~boundary
+    if candidates.any():
+        boundary |= _length_changes(candidates, previous, boundary, first)
+
+    life = np.cumsum(boundary) - 1
+    lives = int(life[-1]) + 1 if life.size else 0
+    with_arrival = np.flatnonzero(np.bincount(life, weights=arrival, minlength=lives) > 0)
+    packet_of_life = np.full(lives, NO_PACKET, dtype=np.int64)
+    life_start = rows[boundary]
+    packet_of_life[with_arrival[np.argsort(life_start[with_arrival])]] = np.arange(with_arrival.size)
+
+    packet = np.full(n_events, NO_PACKET, dtype=np.int64)
+    packet[rows] = packet_of_life[life]
+    out_arrival = np.zeros(n_events, dtype=np.bool_)
+    out_arrival[rows] = arrival
+    out_transmit = np.zeros(n_events, dtype=np.bool_)
+    out_transmit[rows] = transmit
+    out_rank = np.zeros(n_events, dtype=np.int64)
+    out_rank[rows] = rank
+    return _Lifetimes(packet, out_arrival, out_transmit, out_rank)
+
+
+def _match_exits(events: pd.DataFrame, tl: _Timeline) -> IntArray:
+    """For each ``*_exit`` event, the time-order position of the entry it closes, else -1.
+
+    Calls nest per thread, so each (thread, call) pair is a stack: the depth after each
+    entry/exit is a cumulative sum of +1/-1 in time order, and an exit closes the latest
+    entry whose depth equals the exit's depth before it.  Grouping by (thread, call, depth)
+    makes entries and exits alternate, so an exit's match is the row before it.  A thread is
+    (``tid``, ``cpu``, ``comm``) with missing values kept: idle tasks all have tid 0 and are
+    told apart by CPU, or by their ``swapper/N`` comm where the format has no CPU column.
+    Missing entries or exits (lost events, a capture that starts mid-call) only misplace the
+    matches on the same stack until its depth comes back.
+    """
+    kinds = _lookup(tl.event_names, {name: k for k, pair in enumerate(_CALLS) for name in pair}, -1)[tl.event]
+    signs = _lookup(tl.event_names, {entry: 1 for entry, _ in _CALLS} | {exit_: -1 for _, exit_ in _CALLS}, 0)[tl.event]
+    batch = _lookup(tl.event_names, {_BATCH_ENTRY: 1}, 0)[tl.event] == 1
+    entry_of = np.full(tl.time.size, -1, dtype=np.int64)
+    rows = np.flatnonzero(kinds >= 0)
+    if rows.size == 0:
+        return entry_of
+
+    threads = events[["tid", "cpu", "comm"]].iloc[tl.order[rows]]
+    thread = threads.groupby(["tid", "cpu", "comm"], dropna=False, sort=False).ngroup().to_numpy(dtype=np.int64)
+    group = thread * len(_CALLS) + kinds[rows]
+    by_group = np.argsort(group, kind="stable")
+    rows, group = rows[by_group], group[by_group]
+    sign = signs[rows]
+    # A list's entries are one call: keep only the last entry before the list's exit.
+    superseded = np.zeros(rows.size, dtype=np.bool_)
+    superseded[:-1] = batch[rows[:-1]] & (group[1:] == group[:-1]) & (sign[1:] > 0)
+    rows, group, sign = rows[~superseded], group[~superseded], sign[~superseded]
+
+    total = np.cumsum(sign)
+    depth = total - (total - sign)[_run_start(_starts(group))]
+    level = np.where(sign > 0, depth, depth + 1)
+    by_level = np.lexsort((np.arange(rows.size), level, group))
+    rows, group, level, sign = rows[by_level], group[by_level], level[by_level], sign[by_level]
+    closes = (sign[1:] < 0) & (sign[:-1] > 0) & (group[1:] == group[:-1]) & (level[1:] == level[:-1])
+    entry_of[rows[1:][closes]] = rows[:-1][closes]
+    return entry_of
+
+
+def _ffill_in_runs(values: IntArray, run_start: IntArray) -> IntArray:
+    """Carry the last value >= 0 forward within each run; -1 before the run's first one."""
+    last = np.maximum.accumulate(np.where(values >= 0, np.arange(values.size), -1))
+    return np.where(last >= run_start, values[np.maximum(last, 0)], -1)
+
+
+def _visits(tl: _Timeline, lt: _Lifetimes, entry_of: IntArray) -> IntArray:
+    """Number the device visits of each packet and give every event of the packet its visit.
+
+    Arrivals open a new visit unless they continue the previous one (same device, same
+    direction, later rank).  Completions belong to the latest visit of the packet to the
+    same device in the transmit direction; exits to the visit of the entry they close;
+    frees and other events to the packet's latest visit so far.
+    """
+    visit = np.full(tl.time.size, NO_PACKET, dtype=np.int64)
+    in_packet = np.flatnonzero(lt.packet >= 0)
+    rows = in_packet[np.argsort(lt.packet[in_packet], kind="stable")]  # by packet, then time
+    arr = rows[lt.arrival[rows]]
+    pkt, dev, tx, rank = lt.packet[arr], tl.dev[arr], lt.transmit[arr], lt.rank[arr]
+    opens = _starts(pkt)
+    opens[1:] |= (dev[1:] != dev[:-1]) | (tx[1:] != tx[:-1]) | (rank[1:] <= rank[:-1])
+    count = np.cumsum(opens) - 1
+    visit[arr] = count - count[_run_start(_starts(pkt))]
+
+    role = tl.role
+    completion = (role == _XMIT) | ((role == _START) & ~lt.arrival)
+    sending = rows[completion[rows] | (lt.arrival[rows] & lt.transmit[rows])]
+    key = lt.packet[sending] * len(tl.dev_names) + tl.dev[sending] + 1
+    sending = sending[np.argsort(key, kind="stable")]
+    filled = _ffill_in_runs(visit[sending], _run_start(_starts(np.sort(key, kind="stable"))))
+    done = completion[sending]
+    visit[sending[done]] = filled[done]
+
+    closed = np.flatnonzero(entry_of >= 0)
+    visit[closed] = visit[entry_of[closed]]
+
+    others = ~lt.arrival[rows] & ~completion[rows] & (role[rows] != _EXIT)
+    latest = np.maximum.accumulate(np.where(lt.arrival[rows], visit[rows] + lt.packet[rows] * (rows.size + 1), -1))
+    latest = latest - lt.packet[rows] * (rows.size + 1)
+    visit[rows[others]] = np.where(latest[others] >= 0, latest[others], NO_PACKET)
+    return visit
+
+
+def segment(events: pd.DataFrame, *, gap_ns: int = DEFAULT_GAP_NS) -> pd.DataFrame:
+    """Label every event with its packet and its device visit within the packet.
+
+    A packet is one lifetime of one skb address: the address's events (in time order) from
+    one boundary to the next.  An event starts a new lifetime when:
+
+    1. *free*: it is not a completion and the address's last non-completion event before it
+       was ``skb:consume_skb`` or ``skb:kfree_skb``.  Both fire only when the last reference
+       goes, so the memory was really freed and the next user of the address is another
+       skb.  Completions are exempt because ``net_dev_xmit`` is printed when the driver call
+       returns, which can be after the driver freed the skb on a failed transmit.
+    2. *idle*: it is an arrival that can begin an skb's life (``net_dev_queue``, an entry
+       event, or a ``net_dev_start_xmit`` that opens a visit) more than ``gap_ns`` after the
+       address's previous event.  Within one packet such arrivals follow the previous event
+       at once: stacked devices, veth peers, bridging and forwarding all run nested in the
+       same call or softirq.  The stack's real waits (the qdisc before ``net_dev_start_xmit``,
+       the backlog and GRO before ``netif_rx``/``netif_receive_skb``) end in events that never
+       begin a life, so they are not counted.  In the lab captures (perf trace, perf script
+       with and without callchains, ftrace) the longest such gap inside a packet was 0.22 ms
+       and the shortest silent reuse of an address (TCP segments of one connection) 1.29 ms.
+       Known false splits: a forwarded packet that waits for neighbour resolution or in
+       NFQUEUE, and a veth peer with GRO or XDP whose NAPI poll runs late.
+    3. *repeat*: it is an arrival on the device of the address's previous arrival and
+       cannot continue that visit: a receive event of equal or lower rank (each receive
+       visit passes entry, ``netif_rx``, ``netif_receive_skb`` once and in that order), a
+       second transmit (a packet is not queued twice in a row on one device), or a transmit
+       on the device the packet was just received on (a reply or a new skb reusing the
+       address; a router or bridge hairpin that forwards a packet back out of the port it
+       came in on is the known false split).  A queue right after ``net_dev_start_xmit`` on
+       the same name is not a repeat: it is a stacked device of the same name in another
+       namespace (macvlan/ipvlan ``eth0`` over the host's ``eth0``).  Transmit then receive
+       on one name is not a repeat either: the two ends of a veth pair may share a name in
+       different namespaces, and loopback transmits and receives on ``lo``.
+    4. *length*: it is an arrival whose event already occurred on the same device in the
+       current lifetime with a different ``len`` or ``protocol``.  One event on one device
+       sees the same headers each time, so a different length or ethertype is another
+       packet.  Lengths of different events are never compared: a transmit counts the
+       14-byte Ethernet header that the receive side has already pulled.  Repeating an
+       event on a device with the *same* length is allowed, because device names repeat
+       across namespaces (a packet routed from ``eth0`` in one container to ``eth0`` in
+       another is received on ``eth0`` twice); see the caveat below.
+
+    Lifetimes without any arrival are not packets (``NO_PACKET``): frees and socket copies
+    of skbs that never passed a traced device (clones for raw sockets, local socket
+    buffers), so a capture with or without ``skb:*`` events yields the same packets.
+    Packets are numbered from 0 in order of their first event.  Each ``*_exit`` event gets
+    the packet of the entry it closes (a stack per thread and call: see ``_match_exits``).
+
+    Caveat: without traced frees, a reused address whose new packet takes the same path with
+    the same lengths within ``gap_ns`` (back-to-back segments of a fast TCP stream) is merged
+    into the previous packet; capture ``skb:consume_skb`` and ``skb:kfree_skb`` too.
+
+    Args:
+        events: the events frame; rows are taken in ``time_ns`` order (stable), so an
+            unsorted frame gives the same labels as a sorted one.
+        gap_ns: the idle time after which an arrival starts a new packet (rule 2).
+
+    Returns:
+        A frame with the events' index and int64 columns ``packet_id`` (``NO_PACKET`` for
+        events of no packet) and ``visit``: the position in the packet's path of the device
+        visit the event belongs to (``NO_PACKET`` where there is none, e.g. a completion
+        whose visit began before the capture).
+    """
+    tl = _timeline(events)
+    lt = _lifetimes(events, tl, gap_ns)
+    entry_of = _match_exits(events, tl)
+    closed = np.flatnonzero(entry_of >= 0)
+    lt.packet[closed] = lt.packet[entry_of[closed]]
+    visit = _visits(tl, lt, entry_of)
+    packet_id = np.empty_like(lt.packet)
+    packet_id[tl.order] = lt.packet
+    visit_out = np.empty_like(visit)
+    visit_out[tl.order] = visit
+    return pd.DataFrame({"packet_id": packet_id, "visit": visit_out}, index=events.index)
+
+
+@dataclass(frozen=True)
+class _View:
+    """The events of packets sorted by (packet, visit, time), with what the frames need.
+
+    Rows without a visit come first in their packet (visit -1).  ``first`` flags the first
+    row of each (packet, visit) group, which for a visit is the arrival that opened it.
+    """
+
+    order: IntArray  # the events frame's positions in time order
+    rows: IntArray  # frame position of each row
+    tpos: IntArray  # time-order position of each row
+    packet: IntArray
+    visit: IntArray
+    first: BoolArray
+    time: IntArray
+    event: IntArray
+    event_names: ObjectArray
+    dev: IntArray
+    dev_names: ObjectArray
+    n_packets: int
+
+
+def _view(events: pd.DataFrame, labels: pd.DataFrame) -> _View:
+    """Sort the events of packets by (packet, visit, time) and gather their columns."""
+    if not labels.index.equals(events.index):
+        raise ValueError("labels must come from segment() on the same events frame")
+    order = _time_order(events)
+    packet = labels["packet_id"].to_numpy(dtype=np.int64)[order]
+    visit = labels["visit"].to_numpy(dtype=np.int64)[order]
+    keep = np.flatnonzero(packet >= 0)
+    key = packet[keep] * (int(visit.max(initial=0)) + 2) + visit[keep] + 1
+    by_key = np.argsort(key, kind="stable")
+    tpos = keep[by_key]
+    rows = order[tpos]
+    event, event_names = _factorize(events["event"])
+    dev, dev_names = _factorize(events["dev"])
+    return _View(
+        order=order,
+        rows=rows,
+        tpos=tpos,
+        packet=packet[tpos],
+        visit=visit[tpos],
+        first=_starts(key[by_key]),
+        time=events["time_ns"].to_numpy(dtype=np.int64)[rows],
+        event=event[rows],
+        event_names=event_names,
+        dev=dev[rows],
+        dev_names=dev_names,
+        n_packets=int(packet.max(initial=-1)) + 1,
+    )
+
+
+def _categorical(codes: IntArray, names: ObjectArray) -> pd.Categorical:
+    """A categorical of ``names[codes]`` (-1: missing) over the used names, sorted.
+
+    Label columns (devices, events, paths) repeat a few values over many rows: as
+    categoricals they cost no string conversion and group fast.  Sorted categories make the
+    result independent of the order of the input rows.
+    """
+    used = np.flatnonzero(np.bincount(codes + 1, minlength=names.size)[1:])
+    categories = np.array([str(name) for name in names[used]], dtype=object)
+    by_name = np.argsort(categories, kind="stable")
+    code_of = np.full(names.size, -1, dtype=np.int64)
+    code_of[used[by_name]] = np.arange(used.size)
+    return pd.Categorical.from_codes(code_of[codes], categories=pd.Index(categories[by_name]))
+
+
+def _visit_dev(view: _View) -> IntArray:
+    """For each row, the device code of its visit (the device of the visit's arrival)."""
+    return np.where(view.visit >= 0, view.dev[_run_start(view.first)], -1)
+
+
+def _path_codes(view: _View, opening: IntArray) -> tuple[IntArray, ObjectArray]:
+    """Each packet's path, as a code into the distinct paths (devices joined by ``>``).
+
+    Packets are bucketed by path length; within a bucket the device codes form a matrix
+    whose distinct rows are the distinct paths, so Python only joins the distinct paths.
+
+    Returns:
+        The path code of each packet, and the paths by code (None last, like
+        :func:`_factorize`).
+    """
+    codes = view.dev[opening]
+    names = np.array([name if isinstance(name, str) else "?" for name in view.dev_names], dtype=object)
+    counts = np.bincount(view.packet[opening], minlength=view.n_packets)
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    path = np.full(view.n_packets, -1, dtype=np.int64)
+    joined: list[str] = []
+    for size in np.unique(counts):
+        members = np.flatnonzero(counts == size)
+        matrix = codes[offsets[members][:, None] + np.arange(size)]
+        distinct, inverse = np.unique(matrix, axis=0, return_inverse=True)
+        path[members] = len(joined) + inverse.reshape(-1)
+        joined.extend(">".join(names[row]) for row in distinct)
+    return path, np.array([*joined, None], dtype=object)
+
+
+def _first_known(
+    events: pd.DataFrame, view: _View, starts: IntArray, column: str, dtype: type[np.int64 | np.uint64]
+) -> pd.arrays.IntegerArray:
+    """Per packet, the value of ``column`` at its first event (in time) that has one."""
+    series = events[column]
+    known = series.notna().to_numpy()[view.rows]
+    never = view.order.size
+    earliest = np.minimum.reduceat(np.where(known, view.tpos, never), starts)
+    found = earliest < never
+    values = series.to_numpy(dtype=dtype, na_value=0)[view.order[np.where(found, earliest, 0)]]
+    return pd.arrays.IntegerArray(values, ~found)
+
+
+# Packet kinds by (first visit transmits, last visit transmits).
+_KINDS: Final = np.array(["received", "forwarded", "local", "transmitted", None], dtype=object)
+
+
+def _packets(events: pd.DataFrame, view: _View) -> pd.DataFrame:
+    """The packets frame (see :func:`packets`)."""
+    starts = np.flatnonzero(_starts(view.packet))
+    opening = np.flatnonzero(view.first & (view.visit >= 0))
+    transmit = _lookup(view.event_names, {"net:net_dev_queue": 1, "net:net_dev_start_xmit": 1}, 0)[view.event[opening]]
+    first = _starts(view.packet[opening])
+    last = np.append(first[1:], True)[: first.size]
+
+    # End codes: 0 unknown, 1 consumed, 2 + k dropped with the k-th distinct reason.
+    end = np.zeros(view.n_packets, dtype=np.int64)
+    fate = _lookup(view.event_names, {"skb:consume_skb": 1, "skb:kfree_skb": 2}, 0)[view.event]
+    end[view.packet[fate == 1]] = 1
+    dropped = np.flatnonzero(fate == 2)
+    reason, reasons = _factorize(events["reason"].iloc[view.rows[dropped]])
+    end[view.packet[dropped]] = 2 + np.where(reason >= 0, reason, reasons.size - 1)
+    ends = ["unknown", "consumed", *(f"dropped:{r}" for r in reasons[:-1]), "dropped", None]
+
+    start_ns = np.minimum.reduceat(view.time, starts)
+    end_ns = np.maximum.reduceat(view.time, starts)
+    return pd.DataFrame(
+        {
+            "packet_id": np.arange(view.n_packets, dtype=np.int64),
+            "skbaddr": _first_known(events, view, starts, "skbaddr", np.uint64),
+            "start_ns": start_ns,
+            "end_ns": end_ns,
+            "duration_ns": end_ns - start_ns,
+            "path": _categorical(*_path_codes(view, opening)),
+            "n_events": np.diff(np.append(starts, view.rows.size)),
+            "len": _first_known(events, view, starts, "len", np.int64),
+            "protocol": _first_known(events, view, starts, "protocol", np.int64),
+            "kind": _categorical(transmit[first] * 2 + transmit[last], _KINDS),
+            "end": _categorical(end, np.array(ends, dtype=object)),
+        }
+    )
+
+
+def _hops(view: _View) -> pd.DataFrame:
+    """The hops frame (see :func:`hops`)."""
+    opening = np.flatnonzero(view.first & (view.visit >= 0))
+    k = np.flatnonzero(view.packet[opening][1:] == view.packet[opening][:-1])
+    step, to = opening[k], opening[k + 1]
+    return pd.DataFrame(
+        {
+            "packet_id": view.packet[step],
+            "hop": view.visit[step],
+            "from_dev": _categorical(view.dev[step], view.dev_names),
+            "to_dev": _categorical(view.dev[to], view.dev_names),
+            "from_event": _categorical(view.event[step], view.event_names),
+            "to_event": _categorical(view.event[to], view.event_names),
+            "latency_ns": view.time[to] - view.time[step],
+        }
+    )
+
+
+def _stages(view: _View) -> pd.DataFrame:
+    """The stages frame (see :func:`stages`)."""
+    to = np.flatnonzero(~view.first & (view.visit >= 0))
+    return pd.DataFrame(
+        {
+            "packet_id": view.packet[to],
+            "visit": view.visit[to],
+            "dev": _categorical(_visit_dev(view)[to], view.dev_names),
+            "from_event": _categorical(view.event[to - 1], view.event_names),
+            "to_event": _categorical(view.event[to], view.event_names),
+            "latency_ns": view.time[to] - view.time[to - 1],
+        }
+    )
+
+
+def _drops(events: pd.DataFrame, view: _View) -> pd.DataFrame:
+    """The drops frame (see :func:`drops`)."""
+    visit_dev = np.full(len(events), -1, dtype=np.int64)
+    visit_dev[view.rows] = _visit_dev(view)
+    at = np.flatnonzero((events["event"] == "skb:kfree_skb").to_numpy(dtype=bool, na_value=False))
+    table = pd.DataFrame(
+        {
+            "reason": events["reason"].to_numpy(dtype=object)[at],
+            "location": events["location"].to_numpy(dtype=object)[at],
+            "dev": view.dev_names[visit_dev[at]],
+        }
+    )
+    counts = table.groupby(["reason", "location", "dev"], dropna=False, sort=False).size()
+    out = counts.rename("count").reset_index()
+    return out.sort_values("count", ascending=False, kind="stable", ignore_index=True)
+
+
+def packets(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """One row per packet: its path, timing, size and fate.
+
+    ``kind`` comes from the directions of the first and the last visit:
+
+    * ``transmitted``: first and last visits transmit.  Sent from this host (or its first
+      receive was not traced) and last seen leaving through a device whose peer receive was
+      not traced: a physical NIC, a tunnel's underlay, a veth peer outside the capture.
+    * ``local``: transmitted, then last seen received.  Both ends on this host: loopback, or
+      a veth pair between namespaces (possibly routed or bridged on the way).
+    * ``received``: received first and last: came in through a device (a NIC driver's
+      receive) and was delivered or dropped on this host.
+    * ``forwarded``: received first, transmitted last: routed or bridged out again.
+
+    ``end`` is ``consumed`` (freed by ``consume_skb``: delivered or transmitted),
+    ``dropped:<REASON>`` (freed by ``kfree_skb``; the reason's name, or its number when the
+    capture had no reason table, or plain ``dropped`` on kernels without reasons) or
+    ``unknown`` (no free was traced).
+
+    Args:
+        events: the events frame.
+        labels: what :func:`segment` returned for ``events``.
+
+    Returns:
+        Columns ``packet_id``, ``skbaddr`` (UInt64), ``start_ns``, ``end_ns`` (first and last
+        event of the packet, exits included), ``duration_ns``, ``path`` (devices in arrival
+        order joined by ``>``), ``n_events``, ``len`` and ``protocol`` (Int64, from the first
+        event that has one), ``kind`` and ``end``; sorted by ``packet_id``.
+
+    Raises:
+        ValueError: ``labels`` is not indexed like ``events``.
+    """
+    return _packets(events, _view(events, labels))
+
+
+def hops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """One row per step of a packet from one device visit to the next.
+
+    Args:
+        events: the events frame.
+        labels: what :func:`segment` returned for ``events``.
+
+    Returns:
+        Columns ``packet_id``, ``hop`` (0-based step number), ``from_dev``, ``to_dev``,
+        ``from_event``, ``to_event`` (the arrivals that opened the two visits) and
+        ``latency_ns`` (arrival at ``to_dev`` minus arrival at ``from_dev``); sorted by
+        packet and hop.
+
+    Raises:
+        ValueError: ``labels`` is not indexed like ``events``.
+    """
+    return _hops(_view(events, labels))
+
+
+def stages(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """One row per pair of consecutive events within one device visit of a packet.
+
+    Like perf's ``netdev-times`` script: queue, start_xmit, xmit on transmit; entry,
+    ``netif_rx``, exit, ``netif_receive_skb`` on receive; then the free or socket copy that
+    follows in the visit where the packet was at the time.
+
+    Args:
+        events: the events frame.
+        labels: what :func:`segment` returned for ``events``.
+
+    Returns:
+        Columns ``packet_id``, ``visit`` (position of the visit in the path), ``dev``,
+        ``from_event``, ``to_event`` and ``latency_ns``; sorted by packet, visit and time.
+
+    Raises:
+        ValueError: ``labels`` is not indexed like ``events``.
+    """
+    return _stages(_view(events, labels))
+
+
+def drops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Count the ``skb:kfree_skb`` events by reason, location and device.
+
+    The device is that of the visit where the packet was when it was dropped (its latest
+    arrival, not its latest event: the completions of an enclosing transmit print late), and
+    is missing for frees of skbs that never reached a traced device.
+
+    Args:
+        events: the events frame.
+        labels: what :func:`segment` returned for ``events``.
+
+    Returns:
+        Columns ``reason``, ``location``, ``dev`` and ``count``, most frequent first (ties
+        in order of first occurrence).
+
+    Raises:
+        ValueError: ``labels`` is not indexed like ``events``.
+    """
+    return _drops(events, _view(events, labels))
+
+
+def reconstruct(events: pd.DataFrame, *, gap_ns: int = DEFAULT_GAP_NS) -> PathFrames:
+    """Label the events and build every path frame from them, sharing the work.
+
+    Args:
+        events: the events frame.
+        gap_ns: the idle time after which an arrival starts a new packet.
+
+    Returns:
+        The labels and the ``packets``, ``hops``, ``stages`` and ``drops`` frames.
+    """
+    labels = segment(events, gap_ns=gap_ns)
+    view = _view(events, labels)
+    return PathFrames(
+        labels=labels,
+        packets=_packets(events, view),
+        hops=_hops(view),
+        stages=_stages(view),
+        drops=_drops(events, view),
+    )
