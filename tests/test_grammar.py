@@ -164,3 +164,25 @@ def test_fast_header_and_pyparsing_grammar_agree(variant: Variant) -> None:
 @pytest.mark.parametrize("variant", list(Variant))
 def test_variant_is_detected(variant: Variant) -> None:
     assert perfnet.read([LINES[variant]]).format == variant
+
+
+def test_user_schema_file_types_another_subsystem(tmp_path: Path) -> None:
+    schema = tmp_path / "sock.toml"
+    schema.write_text(
+        'subsystem = "sock"\n'
+        "[events.sock_rcvqueue_full]\n"
+        'fields = [{ name = "rmem_alloc", type = "int" }, { name = "truesize", type = "unsigned int" },'
+        ' { name = "sk_rcvbuf", type = "int" }, { name = "flags", type = "u32" }]\n'
+        'formats = ["rmem_alloc=%d truesize=%u sk_rcvbuf=%d flags=%x"]\n'
+    )
+    line = "  0.5 ping/1 sock:sock_rcvqueue_full(rmem_alloc=-3 truesize=768 sk_rcvbuf=212992 flags=10)"
+    untyped = one(line)  # no schema: kept generically, numbers read as decimal
+    assert untyped.fields == {"rmem_alloc": -3, "truesize": 768, "sk_rcvbuf": 212992, "flags": 10}
+    rec = one(line, schemas=[schema])  # the schema's %x says hexadecimal
+    assert rec.fields == {"rmem_alloc": -3, "truesize": 768, "sk_rcvbuf": 212992, "flags": 16}
+    with pytest.raises(perfnet.ParseError, match="does not match any print format of sock:sock_rcvqueue_full"):
+        perfnet.read([line.replace("truesize=768", "truesize=big")], schemas=[schema], strict=True)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('subsystem = "x"\n[events.e]\nfields = []\nformats = ["a=%d"]\n')
+    with pytest.raises(perfnet.SchemaError, match="cannot tell which field"):
+        perfnet.read([line], schemas=[bad])
