@@ -39,17 +39,23 @@ def _read(args: argparse.Namespace) -> perfnet.Trace:
     return perfnet.read(source, format=args.format, strict=args.strict, formats=args.formats)
 
 
-def _parse_summary(trace: perfnet.Trace) -> dict[str, Any]:
-    errors = trace.errors
+def _basics(trace: perfnet.Trace) -> dict[str, Any]:
+    """What every command says about a capture: where from, which variant, how much, how clean."""
     return {
         "source": trace.source,
         "format": str(trace.format),
         "events": len(trace.events),
-        "events_per_tracepoint": trace.event_counts(),
         "lost": trace.lost,
+        "errors": len(trace.errors),
+    }
+
+
+def _parse_summary(trace: perfnet.Trace) -> dict[str, Any]:
+    return {
+        **_basics(trace),
+        "events_per_tracepoint": trace.event_counts(),
         "messages": len(trace.messages),
-        "errors": len(errors),
-        "first_errors": errors.head(_SHOWN_ERRORS).to_dict("records"),
+        "first_errors": trace.errors.head(_SHOWN_ERRORS).to_dict("records"),
     }
 
 
@@ -83,11 +89,7 @@ def _report(trace: perfnet.Trace) -> dict[str, Any]:
     """Everything ``perfnet report`` shows, as plain data."""
     packets = trace.packets
     return {
-        "source": trace.source,
-        "format": str(trace.format),
-        "events": len(trace.events),
-        "lost": trace.lost,
-        "errors": len(trace.errors),
+        **_basics(trace),
         "packets": len(packets),
         "paths": analysis.path_table(packets),
         "hops": analysis.hop_latency(trace.hops),

@@ -47,3 +47,35 @@ def test_example_capture_is_bundled() -> None:
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["errors"] == 0 and summary["events"] > 0
+
+
+def test_report_json_on_lab_capture() -> None:
+    lab = json.loads((FIXTURES / "lab.json").read_text())["captures"]["lab"]["lab"]
+    out = perfnet("report", str(FIXTURES / "lab-trace.txt"), "--formats", str(FIXTURES / "lab.formats"), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert (report["format"], report["events"], report["packets"], report["errors"]) == ("trace", 883, 48, 0)
+    forward = f"{lab['bridge']}>{lab['host_veth']}>eth0>eth1>eth0"
+    assert [(p["path"], p["count"]) for p in report["paths"]] == [
+        (forward, 26),
+        (">".join(reversed(forward.split(">"))), 22),
+    ]
+    assert [(h["from_dev"], h["to_dev"], h["count"]) for h in report["hops"]] == [
+        ("eth0", "eth1", 48),
+        ("eth1", "eth0", 48),
+        (lab["bridge"], lab["host_veth"], 26),
+        (lab["host_veth"], "eth0", 26),
+        ("eth0", lab["host_veth"], 22),
+        (lab["host_veth"], lab["bridge"], 22),
+    ]
+    assert [(d["reason"], d["count"]) for d in report["drops"]] == [("NO_SOCKET", 5), ("QUEUE_PURGE", 3)]
+
+
+def test_report_text_shows_paths_and_hop_latency() -> None:
+    out = perfnet("report", "--example")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[2] == "packets: 6"
+    assert lines[4].split() == ["path", "packets", "share", "median", "µs"]
+    assert [line.split()[:2] for line in lines[5:7]] == [["eth0>pnv0997>pnbr0997", "3"], ["pnbr0997>pnv0997>eth0", "3"]]
+    assert "hop latency (µs)" in out.stdout
