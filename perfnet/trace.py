@@ -7,14 +7,17 @@ first access.  The packet-level frames (``packets``, ``hops``, ``stages``, ``dro
 
 from __future__ import annotations
 
+import html
 from collections import Counter
 from collections.abc import Iterable
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from perfnet import paths
+from perfnet.display import to_html
 from perfnet.grammar import Variant
 from perfnet.records import BadLine, Item, Message, Record
 
@@ -73,6 +76,20 @@ class Trace:
         return (
             f"<Trace {self.source or '(stream)'} format={self.format} events={len(self.events)} "
             f"errors={len(self._errors)} lost={self.lost}>"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view of a trace: variant and counts, the paths taken, the hop latency table."""
+        from perfnet import analysis  # analysis builds on the frames this module defines
+
+        name = html.escape(Path(self.source).name) if self.source else "(stream)"
+        facts = (
+            f"<b>{name}</b>: format <code>{self.format}</code>, {len(self.events)} events, "
+            f"{len(self.packets)} packets, {self.lost} lost, {len(self._errors)} unparsed lines"
+        )
+        return (
+            f"<div><p>{facts}</p><p>Paths</p>{to_html(analysis.path_table(self.packets).head(10))}"
+            f"<p>Hop latency</p>{to_html(analysis.hop_latency(self.hops))}</div>"
         )
 
     @property
