@@ -190,6 +190,8 @@ def _proc_start_time(pid: int) -> int | None:
 
 
 def _owner_alive(state: dict[str, Any]) -> bool:
+    if state.get("kept"):
+        return True  # left up on purpose (Lab.keep); only Lab.attach(tag).down() removes it
     pid = state.get("pid")
     if not isinstance(pid, int):
         return False
@@ -580,6 +582,34 @@ class Lab:
             raise
         return self
 
+    def keep(self) -> None:
+        """Leave the lab up after this process exits (``perfnet lab up``).
+
+        Its owner record is marked kept, so :func:`cleanup_stale` spares it; tear it down
+        later with ``Lab.attach(tag).down()`` (``perfnet lab down TAG``).
+        """
+        if not self._owns_state:
+            raise LabError("keep() needs a lab that is up")
+        with _state_lock():
+            state = _read_state(self.tag) or {}
+            (STATE_DIR / f"{self.tag}.json").write_text(json.dumps({**state, "kept": True}))
+        self._owns_state = False  # this process no longer tears it down
+
+    @classmethod
+    def attach(cls, tag: str) -> Lab:
+        """The lab ``tag`` that another (possibly finished) process built, ready for :meth:`down`.
+
+        Raises:
+            LabError: there is no owner record for ``tag``.
+        """
+        state = _read_state(tag)
+        if state is None:
+            raise LabError(f"no lab {tag!r} (no owner record in {STATE_DIR})")
+        lab = cls(tag, router=bool(state.get("router", True)))
+        lab.octet = int(state["octet"])
+        lab._owns_state = lab._is_up = True
+        return lab
+
     def _reserve(self) -> None:
         with _state_lock():
             if _tag_in_use(self.names):
@@ -598,6 +628,7 @@ class Lab:
                 "tag": self.tag,
                 "prefix": self.names.prefix,
                 "octet": x,
+                "router": self.router,
                 "pid": os.getpid(),
                 "pid_start": _proc_start_time(os.getpid()),
                 "netns": list(self.namespaces),

@@ -265,3 +265,22 @@ def test_bad_tags_rejected() -> None:
     for tag in ("", "UPPER", "has space", "a" * 11, "x/y"):
         with pytest.raises(ValueError):
             Lab(tag)
+
+
+def test_kept_lab_outlives_its_process_and_cleanup_until_attached_and_downed() -> None:
+    """`perfnet lab up` keeps a lab after it exits; `perfnet lab down TAG` removes it."""
+    code = "from perfnet.lab import Lab; lab = Lab().up(); lab.keep(); print(lab.tag)"
+    tag = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    names = LabNames.for_tag(tag)
+    try:
+        assert {names.ctr1, names.ctr2} <= netns_list() and set(names.root_links) <= root_links()
+        removed = cleanup_stale()
+        assert not any(tag in obj for obj in removed)
+        assert {names.ctr1, names.ctr2} <= netns_list()
+        kept = Lab.attach(tag)
+        assert kept.ping(kept.ctr2_addr, 1).returncode == 0
+    finally:
+        Lab.attach(tag).down()
+    assert_gone(names)
+    with pytest.raises(LabError, match="no lab"):
+        Lab.attach(tag)
