@@ -14,6 +14,7 @@ from perfnet.grammar import EnumTables, Variant
 from perfnet.reader import Source, open_items
 from perfnet.records import BadLine, Message, Record
 from perfnet.schema import EventSchema, load_enum_tables, load_schemas
+from perfnet.topology import Topology
 from perfnet.trace import Trace
 
 __all__ = [
@@ -61,7 +62,8 @@ def read(
         formats: where to read the kernel's tracepoint ``format`` files (the tracefs root,
             e.g. :data:`HOST_TRACEFS`, or a saved copy) to name numeric enums such as
             ``kfree_skb``'s drop reason.  Default: a ``<source>.formats`` directory beside
-            the capture, if there is one; otherwise numbers stay numbers.
+            the capture, if there is one; otherwise numbers stay numbers.  Likewise a
+            ``<source>.topology.json`` (saved by a live capture) gives ``packets`` a ``netns_path``.
 
     Raises:
         ParseError: in strict mode, at the first line that does not parse.
@@ -70,7 +72,11 @@ def read(
     variant, items = open_items(
         source, format=format, schemas=load_schemas(schemas), enums=_enums(source, formats), strict=strict
     )
-    return Trace(items, variant, source=str(source) if isinstance(source, str | Path) else "")
+    trace = Trace(items, variant, source=str(source) if isinstance(source, str | Path) else "")
+    beside = Path(f"{source}.topology.json") if isinstance(source, str | Path) and str(source) != "-" else None
+    if beside is not None and beside.is_file():
+        trace.topology = Topology.load(beside)  # saved by a live capture: gives packets a netns_path
+    return trace
 
 
 def iter_records(

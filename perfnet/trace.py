@@ -20,6 +20,7 @@ from perfnet import paths
 from perfnet.display import to_html
 from perfnet.grammar import Variant
 from perfnet.records import BadLine, Item, Message, Record
+from perfnet.topology import Topology, label_paths
 
 # Columns taken from each record's fields for every event row: path reconstruction and drop
 # tables need them on every event, not only in that tracepoint's own frame.
@@ -63,7 +64,7 @@ class Trace:
         # was not), perf's own resource use and loss counters, and the namespaces' interfaces.
         self.partial: str | None = None
         self.capture_stats: Any = None
-        self.topology: Any = None
+        self.topology: Topology | None = None
         for item in items:
             if isinstance(item, Record):
                 self._records.append(item)
@@ -139,8 +140,13 @@ class Trace:
     def packets(self) -> pd.DataFrame:
         """One row per packet lifetime: ``packet_id``, ``skbaddr``, ``start_ns``, ``end_ns``,
         ``duration_ns``, ``path`` (devices in arrival order, ``br0>veth1>eth0``), ``n_events``,
-        ``len``, ``protocol``, ``kind``, ``end``.  See :func:`perfnet.paths.packets`."""
-        return paths.packets(self.events, self.labels)
+        ``len``, ``protocol``, ``kind``, ``end``, and ``netns_path`` when the capture has a topology
+        snapshot (``br0>veth1>eth0@ctr1``).  See :func:`perfnet.paths.packets`."""
+        packets = paths.packets(self.events, self.labels)
+        if self.topology is not None:
+            # devices outside perfnet's namespace written name@netns, duplicates resolved by veth peers
+            packets["netns_path"] = label_paths(packets["path"], self.topology)
+        return packets
 
     @cached_property
     def hops(self) -> pd.DataFrame:

@@ -92,3 +92,25 @@ def test_seed_capture_paths() -> None:
     trace = perfnet.read(FIXTURES / "seed-old-perf-2.txt")
     assert trace.packets["path"].astype(str).tolist() == ["docker0>veth1127065>eth0", "eth0>veth1127065>docker0"]
     assert trace.hops["latency_ns"].tolist() == [12_000, 4_000, 2_000, 7_000]
+
+
+def test_netns_path_resolves_repeated_names_through_veth_peers() -> None:
+    """The fixture lab's topology (from lab.json) labels eth0 in two namespaces apart."""
+    from perfnet.topology import Link, Netns, Topology
+
+    ctr1, ctr2 = LAB["ctr1"], LAB["ctr2"]
+    links = (
+        Link("root", BRIDGE, 10, "bridge", None, None, None, None),
+        Link("root", VETH, 11, "veth", BRIDGE, ctr1, "eth0", None),
+        Link(ctr1, "eth0", 2, "veth", None, "root", VETH, None),
+        Link(ctr1, "eth1", 3, "veth", None, ctr2, "eth0", None),
+        Link(ctr2, "eth0", 2, "veth", None, ctr1, "eth1", None),
+    )
+    namespaces = (Netns("root", 1, False), Netns(ctr1, 2, True), Netns(ctr2, 3, True))
+    trace = perfnet.read(FIXTURES / "lab-trace.txt")
+    trace.topology = Topology("root", namespaces, links)
+    labelled = trace.packets.groupby("netns_path", observed=True).size().to_dict()
+    assert labelled == {
+        f"{BRIDGE}>{VETH}>eth0@{ctr1}>eth1@{ctr1}>eth0@{ctr2}": 26,
+        f"eth0@{ctr2}>eth1@{ctr1}>eth0@{ctr1}>{VETH}>{BRIDGE}": 22,
+    }
