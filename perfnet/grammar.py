@@ -29,6 +29,7 @@ from enum import StrEnum
 
 import pyparsing as pp
 
+from perfnet.kallsyms import Kallsyms
 from perfnet.records import FieldValue
 from perfnet.schema import CONVERSION, EventSchema, Field
 
@@ -230,20 +231,22 @@ def _to_int(text: str, conv: str | None) -> int:
     return int(text)
 
 
-def converter(field: Field, conv: str | None, enum: Mapping[int, str] | None) -> Converter:
+def converter(
+    field: Field, conv: str | None, enum: Mapping[int, str] | None, symbols: Kallsyms | None = None
+) -> Converter:
     """The function that types one field's printed text.
 
     ``conv`` is the printf conversion that printed it (None for perf trace's own printer,
     which prints numbers in decimal and pointers in hex).  Signed fields printed as
     unsigned (perf trace prints ``mac_header: 4294967282`` for -14) get their sign back.
     Enums are named from ``enum`` (the kernel's table) where given; otherwise a number
-    stays a number, and a name printed by the kernel stays that name.
+    stays a number, and a name printed by the kernel stays that name.  Code addresses
+    (``%pS`` fields perf trace prints as hex) are named from ``symbols`` where given.
     """
     if field.kind == "str":
         return lambda text: text[1:-1].replace('\\"', '"') if text.startswith('"') else text
     if field.kind == "symbol":
-        # ftrace prints `%pS` as `sym+off/size`; libtraceevent as `sym+off`: keep the latter.
-        return lambda text: text.split("/", 1)[0] if "+" in text else text
+        return lambda text: _symbol(text, symbols)
     if field.kind == "ptr":
         return lambda text: _to_int(text, "p")
     if field.kind == "enum":
@@ -260,6 +263,16 @@ def converter(field: Field, conv: str | None, enum: Mapping[int, str] | None) ->
         return value - (1 << bits) if value >= 1 << (bits - 1) else value
 
     return signed
+
+
+def _symbol(text: str, symbols: Kallsyms | None) -> str:
+    # ftrace prints `%pS` as `sym+off/size`, libtraceevent as `sym+off`: keep the latter;
+    # perf trace prints the address, which a saved symbol table can name.
+    if "+" in text:
+        return text.split("/", 1)[0]
+    if symbols is not None and text.startswith("0x"):
+        return symbols.symbolize(int(text, 16)) or text
+    return text
 
 
 def _zero(field: Field, enum: Mapping[int, str] | None) -> FieldValue:
@@ -289,7 +302,9 @@ class _BodyFormat:
     converters: tuple[tuple[str, Converter], ...]
 
 
-def _format_body(schema: EventSchema, index: int, tables: Mapping[str, Mapping[int, str]]) -> _BodyFormat:
+def _format_body(
+    schema: EventSchema, index: int, tables: Mapping[str, Mapping[int, str]], symbols: Kallsyms | None
+) -> _BodyFormat:
     fmt = schema.formats[index]
     pieces = CONVERSION.split(fmt.text)
     # re.split with CONVERSION's three groups yields: literal, flags, length, conv, literal, ...
@@ -305,7 +320,7 @@ def _format_body(schema: EventSchema, index: int, tables: Mapping[str, Mapping[i
         regex.append(f"(?P<{arg}>{pattern})" + re.escape(following))
         if following:
             elements.append(pp.Literal(following))
-        converters.append((arg, converter(schema.lookup[arg], conv, tables.get(arg))))
+        converters.append((arg, converter(schema.lookup[arg], conv, tables.get(arg), symbols)))
     grammar = (pp.And(elements) + pp.StringEnd()).leave_whitespace()
     return _BodyFormat(
         grammar.set_name(f"{schema.event} format {index + 1}"),
@@ -339,15 +354,24 @@ class BodyParser:
         printer_fields: True for perf trace's own ``name: value`` printer, False for the
             kernel's print formats.
         tables: this tracepoint's enum tables (field -> number -> name).
+        symbols: kernel text symbols, to name code addresses.
     """
 
-    def __init__(self, schema: EventSchema | None, printer_fields: bool, tables: Mapping[str, Mapping[int, str]]):
+    def __init__(
+        self,
+        schema: EventSchema | None,
+        printer_fields: bool,
+        tables: Mapping[str, Mapping[int, str]],
+        symbols: Kallsyms | None = None,
+    ):
         self.schema = schema
         self.printer_fields = printer_fields
-        self._formats = tuple(_format_body(schema, i, tables) for i in range(len(schema.formats))) if schema else ()
+        self._formats = (
+            tuple(_format_body(schema, i, tables, symbols) for i in range(len(schema.formats))) if schema else ()
+        )
         self._zeros = {f.name: _zero(f, tables.get(f.name)) for f in schema.fields} if schema else {}
         self._printed = (
-            {alias: (f.name, converter(f, None, tables.get(f.name))) for alias, f in schema.lookup.items()}
+            {alias: (f.name, converter(f, None, tables.get(f.name), symbols)) for alias, f in schema.lookup.items()}
             if schema
             else {}
         )

@@ -25,6 +25,7 @@ import pyparsing as pp
 
 from perfnet.errors import ParseError, PerfnetError
 from perfnet.grammar import BodyError, BodyParser, EnumTables, Header, Variant, parse_header
+from perfnet.kallsyms import Kallsyms
 from perfnet.records import BadLine, Item, Message, MessageKind, Record
 from perfnet.schema import EventSchema
 
@@ -35,6 +36,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Non-event lines perf and ftrace print, by kind.  Order matters: first match wins.
 _MESSAGES: tuple[tuple[MessageKind, re.Pattern[str]], ...] = (
     ("lost", re.compile(r"^\s*(?:[\d.]+\s+)?LOST (?P<lost>\d+) events!")),
+    ("lost", re.compile(r"^.*\bPERF_RECORD_LOST lost (?P<lost>\d+)\s*$")),  # perf script --show-lost-events
     ("lost", re.compile(r"^\s*CPU:\s*\d+ \[LOST (?P<lost>\d+) EVENTS\]")),
     ("header", re.compile(r"^\s*#")),
     ("summary", re.compile(r"^\s*Summary of events:")),
@@ -72,6 +74,12 @@ def open_lines(source: Source) -> Iterator[str]:
             yield from (_decode(line) for line in sys.stdin.buffer)
             return
         path = Path(source)
+        if path.suffix not in (".gz", ".bz2", ".xz", ".zst"):
+            from perfnet.live import is_perf_data, read_perf_data  # perfnet.live builds on this module
+
+            if is_perf_data(path):
+                yield from (_decode(line) for line in read_perf_data(path))
+                return
         openers: Mapping[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
         try:
             if path.suffix == ".zst":
@@ -115,10 +123,17 @@ class LineParser:
     line belongs to the summary block.
     """
 
-    def __init__(self, variant: Variant, schemas: Mapping[str, EventSchema], enums: EnumTables) -> None:
+    def __init__(
+        self,
+        variant: Variant,
+        schemas: Mapping[str, EventSchema],
+        enums: EnumTables,
+        symbols: Kallsyms | None = None,
+    ) -> None:
         self.variant = variant
         self.schemas = schemas
         self.enums = enums
+        self.symbols = symbols
         self._by_short_name = {s.name: s for s in schemas.values()}  # ftrace omits the subsystem
         self._printer_fields = variant is Variant.TRACE
         self._bodies: dict[str, BodyParser] = {}
@@ -143,7 +158,7 @@ class LineParser:
             event = header.event
         body_parser = self._bodies.get(event)
         if body_parser is None:
-            body_parser = BodyParser(schema, self._printer_fields, self.enums.get(event, {}))
+            body_parser = BodyParser(schema, self._printer_fields, self.enums.get(event, {}), self.symbols)
             self._bodies[event] = body_parser
         try:
             fields = body_parser.parse(header.body)
@@ -191,6 +206,7 @@ def open_items(
     format: Variant | str | None = None,
     schemas: Mapping[str, EventSchema],
     enums: EnumTables,
+    symbols: Kallsyms | None = None,
     strict: bool = False,
 ) -> tuple[Variant, Iterator[Item]]:
     """Open a source: its variant (detected now, from the first lines that can tell) and a
@@ -201,6 +217,7 @@ def open_items(
         format: the variant, or None to detect it.
         schemas: tracepoint schemas by ``subsystem:name``.
         enums: symbolic names for numeric enum fields.
+        symbols: kernel text symbols, to name code addresses perf trace prints in hex.
         strict: raise :class:`ParseError` at the first bad line instead of yielding it.
 
     Raises:
@@ -212,7 +229,7 @@ def open_items(
         numbered = itertools.chain(head, numbered)
     else:
         variant = Variant(format)
-    return variant, _items(numbered, LineParser(variant, schemas, enums), strict)
+    return variant, _items(numbered, LineParser(variant, schemas, enums, symbols), strict)
 
 
 def _items(numbered: Iterator[tuple[int, str]], parser: LineParser, strict: bool) -> Iterator[Item]:

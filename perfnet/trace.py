@@ -50,7 +50,7 @@ def _common_columns(records: list[Record]) -> dict[str, Any]:
 class Trace:
     """A parsed capture: its variant, events, non-event messages and unparsed lines.
 
-    Build one with :func:`perfnet.read` (or, later, ``perfnet.capture``).  Frames are
+    Build one with :func:`perfnet.read` or :func:`perfnet.capture`.  Frames are
     properties computed on first access and cached.
     """
 

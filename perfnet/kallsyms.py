@@ -1,0 +1,94 @@
+"""Kernel text symbols, to name code addresses such as ``kfree_skb``'s ``location``.
+
+perf trace's own printer shows ``location: 0xffffffff8207026b`` where other printers show
+``ping_rcv+0xab``.  A live capture saves the kernel's text symbols beside its raw output
+(``<raw>.kallsyms.gz``); reading the capture later names every address from that copy, on any
+machine.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from perfnet.errors import PerfnetError
+
+PROC_KALLSYMS: Final = Path("/proc/kallsyms")
+
+
+class Kallsyms(NamedTuple):
+    """Kernel text symbols: sorted start addresses and their names (unpacks as a pair).
+
+    Read a copy saved beside a capture (``<raw>.kallsyms.gz``) with :func:`load_kallsyms`, to
+    name addresses such as ``kfree_skb``'s ``location`` offline.
+    """
+
+    addresses: npt.NDArray[np.uint64]
+    names: tuple[str, ...]
+
+    def symbolize(self, addr: int) -> str | None:
+        """``sym+0xoff`` of the symbol an address falls in, None below the first symbol.
+
+        Symbol sizes are not recorded, so an address past the end of the last function is
+        attributed to it.
+        """
+        i = int(np.searchsorted(self.addresses, np.uint64(addr), side="right")) - 1
+        if i < 0:
+            return None
+        return f"{self.names[i]}+{addr - int(self.addresses[i]):#x}"
+
+
+def load_kallsyms(path: str | Path) -> Kallsyms:
+    """Read kernel symbols in ``/proc/kallsyms`` format (gzip-compressed if the name ends ``.gz``).
+
+    Lines are ``address type name [module]``; only text symbols (type ``t``/``T``) are kept,
+    module names dropped.
+
+    Raises:
+        PerfnetError: the file cannot be read.
+    """
+    path = Path(path)
+    opener: Callable[..., IO[str]] = gzip.open if path.suffix == ".gz" else open  # type: ignore[assignment]
+    addresses: list[int] = []
+    names: list[str] = []
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] in ("t", "T"):
+                    addresses.append(int(parts[0], 16))
+                    names.append(parts[2])
+    except (OSError, ValueError) as exc:
+        raise PerfnetError(f"cannot read kernel symbols from {path}: {exc}") from exc
+    array = np.array(addresses, dtype=np.uint64)
+    order = np.argsort(array, kind="stable")
+    return Kallsyms(array[order], tuple(names[i] for i in order))
+
+
+def save_kallsyms(dest: Path) -> None:
+    """Copy the text symbols of ``/proc/kallsyms`` to ``dest`` (gzip), unless their addresses are hidden."""
+    kept = []
+    with PROC_KALLSYMS.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            parts = line.split(maxsplit=2)
+            if len(parts) == 3 and parts[1] in ("t", "T"):
+                kept.append(line)
+    if not kept or all(int(line.split(maxsplit=1)[0], 16) == 0 for line in kept[:100]):
+        return  # kptr_restrict (or no privileges): every address reads as zero
+    with gzip.open(dest, "wt", encoding="utf-8", compresslevel=6) as out:
+        out.writelines(kept)
+
+
+def host_symbols() -> Kallsyms | None:
+    """This kernel's text symbols, or None where their addresses are hidden (kptr_restrict, no
+    privileges) or ``/proc/kallsyms`` cannot be read."""
+    try:
+        symbols = load_kallsyms(PROC_KALLSYMS)
+    except PerfnetError:
+        return None
+    return symbols if len(symbols.addresses) and symbols.addresses[-1] != 0 else None
