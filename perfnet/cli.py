@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -13,7 +14,9 @@ import pandas as pd
 import perfnet
 from perfnet import analysis
 from perfnet.bundled import example_capture
+from perfnet.display import readable
 from perfnet.errors import PerfnetError
+from perfnet.topology import Topology, device_label
 
 _SHOWN_ERRORS = 5
 
@@ -86,13 +89,16 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def _report(trace: perfnet.Trace) -> dict[str, Any]:
-    """Everything ``perfnet report`` shows, as plain data."""
-    packets = trace.packets
+    """Everything ``perfnet report`` shows, as plain data (paths with namespaces where known)."""
+    packets, hops = trace.packets, trace.hops
+    if "netns_path" in packets:
+        packets = packets.assign(path=packets["netns_path"])
+        hops = hops.assign(from_dev=hops["from_netns_dev"], to_dev=hops["to_netns_dev"])
     return {
         **_basics(trace),
         "packets": len(packets),
         "paths": analysis.path_table(packets),
-        "hops": analysis.hop_latency(trace.hops),
+        "hops": analysis.hop_latency(hops),
         "drops": trace.drops,
     }
 
@@ -140,12 +146,157 @@ def _jsonable(value: Any) -> Any:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``perfnet report``: packets, the paths they took, hop latencies and drops."""
-    report = _report(_read(args))
+    trace = _read(args)
+    if args.html:
+        from perfnet import html_report  # matplotlib is imported only when a report is drawn
+
+        print(f"wrote {html_report.write(trace, args.html)}")
+        return 0
+    report = _report(trace)
     if args.json:
         json.dump({k: _jsonable(v) for k, v in report.items()}, sys.stdout, indent=2)
         print()
     else:
         _print_report(report)
+    return 0
+
+
+def _event_line(rec: perfnet.Record, topology: Topology | None) -> str:
+    """One live event: time, device (with its namespace where one event can tell), event, len, skb."""
+    dev = rec.dev or "-"
+    if rec.dev and topology is not None:
+        dev = device_label(rec.dev, topology)
+    length = "" if rec.len is None else str(rec.len)
+    skb = "" if rec.skbaddr is None else f"{rec.skbaddr:#x}"
+    return f"{rec.time_ns / 1e6:12.3f} ms  {dev:<22} {rec.event:<34} {length:>6}  {skb}"
+
+
+def _live(args: argparse.Namespace, command: Sequence[str] | None) -> int:
+    """Stream a capture: one line per event as it arrives, then the summary (also on Ctrl-C)."""
+    options = {
+        "events": args.event or ["net:*"],
+        "system_wide": args.all,
+        "pid": args.pid,
+        "duration": args.duration,
+        "raw_output": args.output,
+        "mode": "record" if args.record else "trace",
+        "filter": args.filter,
+        "callgraph": args.call_graph,
+    }
+    records: list[perfnet.Record] = []
+    interrupted = False
+
+    with perfnet.stream(command or None, **options) as stream:
+
+        def stop(_signum: int, _frame: object) -> None:
+            nonlocal interrupted
+            interrupted = True
+            stream.stop()  # perf flushes what it has; a second Ctrl-C aborts
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.signal(signal.SIGINT, stop)
+        try:
+            for rec in stream:
+                records.append(rec)
+                print(_event_line(rec, stream.topology), flush=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        trace = perfnet.Trace(records, perfnet.Variant.SCRIPT if args.record else perfnet.Variant.TRACE)
+        trace.topology, trace.partial, trace.capture_stats = stream.topology, stream.partial, stream.capture_stats
+    print("\n--- summary" + (f" ({trace.partial})" if trace.partial else "") + " ---")
+    _print_report(_report(trace))
+    stats = trace.capture_stats
+    if stats is not None:
+        rss_mib = stats.peak_rss_bytes / 2**20
+        print(f"\nperf: {stats.cpu_s:.2f} s CPU, peak RSS {rss_mib:.1f} MiB, lost events: {stats.lost}")
+        incomplete = stats.counters[~stats.counters["complete"].astype(bool)]
+        if not incomplete.empty:
+            print("devices whose packet counters and events disagree:")
+            print(incomplete.to_string(index=False))
+    return 130 if interrupted else 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    """``perfnet trace``: run perf for the user, print events live, then paths and hop latencies."""
+    command = args.command_argv[1:] if args.command_argv[:1] == ["--"] else args.command_argv
+    return _live(args, command)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """``perfnet lab up|down|demo``: a throwaway namespace lab for trying perfnet live."""
+    from perfnet import lab as labs
+
+    reason = labs.require_root_and_tools()
+    if reason is not None:
+        raise PerfnetError(reason)
+    if args.action == "up":
+        lab = labs.Lab().up()
+        lab.keep()
+        print(
+            f"lab {lab.tag} is up: bridge {lab.bridge} ({lab.bridge_addr}) -> {lab.host_veth} -> "
+            f"{lab.ctr1}:eth0 ({lab.ctr1_addr}) -> eth1 -> {lab.ctr2}:eth0 ({lab.ctr2_addr})"
+        )
+        print(f"try:  perfnet trace -- {' '.join(lab.ping_argv(lab.ctr2_addr, 3))}")
+        print(f"then: perfnet lab down {lab.tag}")
+        return 0
+    if args.action == "down":
+        tags = args.tags or labs.kept_labs()
+        for tag in tags:
+            labs.Lab.attach(tag).down()
+            print(f"lab {tag} is down")
+        return 0
+    with labs.Lab() as lab:
+        print(
+            f"lab {lab.tag}: ping {lab.ctr2_addr} from the root namespace through "
+            f"{lab.bridge} > {lab.host_veth} > {lab.ctr1} (routes) > {lab.ctr2}\n"
+        )
+        args.event, args.all, args.pid, args.duration = None, False, None, None
+        args.output, args.record, args.filter, args.call_graph = None, False, None, None
+        return _live(args, lab.ping_argv(lab.ctr2_addr, args.count))
+
+
+PLOTS = ("hops", "timeline", "stages", "over-time", "paths")
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """``perfnet plot``: one figure of a capture, written to a PNG (or any format matplotlib knows)."""
+    from matplotlib.figure import Figure
+
+    from perfnet import plot
+
+    trace = _read(args)
+    if trace.packets.empty:
+        raise PerfnetError("the capture has no packets to plot")
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    if args.kind == "hops":
+        plot.hop_latency(trace, ax=ax)
+    elif args.kind == "timeline":
+        plot.timeline(trace, args.packet, ax=ax)
+    elif args.kind == "stages":
+        plot.stage_latency(trace, ax=ax)
+    elif args.kind == "over-time":
+        plot.latency_over_time(trace, args.hop, ax=ax)
+    else:
+        plot.path_frequency(trace, ax=ax)
+    fig.savefig(args.output, dpi=120)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``perfnet compare``: per-hop latency change between two captures, flagging real changes."""
+    before, after = (
+        perfnet.read(path, format=args.format, strict=args.strict, formats=args.formats) for path in (args.a, args.b)
+    )
+    table = analysis.compare(before, after, min_effect_ns=int(args.min_effect_us * 1000))
+    if args.json:
+        json.dump(_jsonable(table), sys.stdout, indent=2)
+        print()
+        return 0
+    print(f"A: {args.a}\nB: {args.b}")
+    shown = readable(table).rename(columns=lambda c: c.replace(" ", "_"))
+    print(shown.to_string(index=False, float_format="{:.1f}".format))
     return 0
 
 
@@ -159,7 +310,47 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="packets, their paths through devices, hop latencies, drops")
     _source_arg(report)
     report.add_argument("--json", action="store_true", help="print the report as JSON")
+    report.add_argument("--html", metavar="OUT", help="write a self-contained HTML report (tables and figures)")
     report.set_defaults(run=cmd_report)
+    plot_cmd = commands.add_parser("plot", help="draw one figure of a capture")
+    _source_arg(plot_cmd)
+    plot_cmd.add_argument("--kind", choices=PLOTS, default="hops", help="which figure (default: hops)")
+    plot_cmd.add_argument("--packet", type=int, help="timeline: the packet_id to draw (default: the slowest)")
+    plot_cmd.add_argument("--hop", metavar="FROM>TO", help="over-time: the hop to draw (default: the busiest)")
+    plot_cmd.add_argument("-o", "--output", required=True, help="output file, e.g. hops.png")
+    plot_cmd.set_defaults(run=cmd_plot)
+    compare = commands.add_parser("compare", help="per-hop latency change between two captures")
+    compare.add_argument("a", help="the capture before (baseline)")
+    compare.add_argument("b", help="the capture after")
+    compare.add_argument("--format", choices=[v.value for v in perfnet.Variant], help="output variant of both")
+    compare.add_argument("--strict", action="store_true", help="stop at the first line that does not parse")
+    compare.add_argument("--formats", metavar="DIR", help="tracepoint format files, to name enums")
+    compare.add_argument(
+        "--min-effect-us",
+        type=float,
+        default=20.0,
+        help="smallest median change (µs) to flag as significant (default 20)",
+    )
+    compare.add_argument("--json", action="store_true", help="print one object per hop as JSON")
+    compare.set_defaults(run=cmd_compare)
+    trace_cmd = commands.add_parser(
+        "trace", help="run perf, print events as they arrive, then paths and hop latencies (root)"
+    )
+    trace_cmd.add_argument("-a", "--all", action="store_true", help="system-wide (perf -a)")
+    trace_cmd.add_argument("-p", "--pid", type=int, help="trace this process (perf -p)")
+    trace_cmd.add_argument("-e", "--event", action="append", help="tracepoint, repeatable (default: net:*)")
+    trace_cmd.add_argument("--filter", help="perf tracepoint filter for the last -e, e.g. 'len > 100'")
+    trace_cmd.add_argument("--call-graph", help="record callchains (perf --call-graph MODE)")
+    trace_cmd.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    trace_cmd.add_argument("-o", "--output", metavar="RAW", help="keep perf's raw output (re-read with perfnet.read)")
+    trace_cmd.add_argument("--record", action="store_true", help="perf record + perf script, for high rates")
+    trace_cmd.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="command to trace")
+    trace_cmd.set_defaults(run=cmd_trace)
+    lab_cmd = commands.add_parser("lab", help="throwaway namespace lab: up, down, or a one-command demo (root)")
+    lab_cmd.add_argument("action", choices=("up", "down", "demo"))
+    lab_cmd.add_argument("tags", nargs="*", help="down: the labs to remove (default: every lab left up)")
+    lab_cmd.add_argument("--count", type=int, default=5, help="demo: pings to send (default 5)")
+    lab_cmd.set_defaults(run=cmd_lab)
     return parser
 
 

@@ -811,6 +811,13 @@ def _destroy(names: LabNames, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def kept_labs() -> list[str]:
+    """Tags of the labs left up on purpose (:meth:`Lab.keep`, ``perfnet lab up``)."""
+    if not STATE_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in STATE_DIR.glob("*.json") if (_read_state(p.stem) or {}).get("kept"))
+
+
 def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     """Remove leftovers of crashed labs; return what was removed.
 

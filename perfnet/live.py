@@ -62,12 +62,8 @@ from perfnet.kallsyms import Kallsyms, host_symbols, save_kallsyms
 from perfnet.reader import open_items
 from perfnet.records import Item, Message, Record
 from perfnet.schema import EventSchema, enum_tables_from_format, load_schemas
+from perfnet.topology import Topology, snapshot
 from perfnet.trace import Trace
-
-try:  # written concurrently by another module's author; captures work without it
-    from perfnet import topology as _topology
-except ImportError:  # pragma: no cover - depends on the checkout
-    _topology = None  # type: ignore[assignment]
 
 __all__ = [
     "PERF_DATA_MAGIC",
@@ -802,7 +798,7 @@ class _Session:
         self.perf_returncode: int | None = None
         self.spawn_errno: int | None = None
         self.stats: CaptureStats | None = None
-        self.topology: Any = None
+        self.topology: Topology | None = None
         self.tally = _Tally(set())
         self.lost = 0
         self._lock = threading.RLock()
@@ -947,9 +943,8 @@ class _Session:
                 self._formats[event] = text
         self._symbols = host_symbols()
         self._before = _link_counters()
-        if _topology is not None:
-            with contextlib.suppress(Exception):  # best effort: a topology is an extra
-                self.topology = _topology.snapshot()
+        with contextlib.suppress(PerfnetError):  # best effort: labels are an extra, never a failure
+            self.topology = snapshot()
         with self._lock:
             self._went = self._stop_at is None
             self._write_control(b"g" if self._went else b"q")
@@ -1446,6 +1441,11 @@ class RecordStream(Iterator[Record]):
     def capture_stats(self) -> CaptureStats | None:
         """perf's resource use and the loss accounting, once the capture has ended."""
         return self._session.stats
+
+    @property
+    def topology(self) -> Topology | None:
+        """The namespaces' interfaces, snapshotted when tracing began (None before, or if unreadable)."""
+        return self._session.topology
 
 
 @contextlib.contextmanager

@@ -674,3 +674,17 @@ def label_paths(paths: pd.Series, topology: Topology, sep: str = ">") -> pd.Seri
     values = np.array([*labelled, None], dtype=object)[codes]
     result = pd.Series(values, index=paths.index, name=paths.name, dtype=object)
     return result.astype("category") if isinstance(paths.dtype, pd.CategoricalDtype) else result
+
+
+def device_label(name: str, topology: Topology) -> str:
+    """Qualify one device name seen alone (a single event, no path around it).
+
+    Bare if only perfnet's own namespace has that name, ``name@netns`` if exactly one other
+    namespace has it, ``name@?`` if several do (``eth0`` in two containers): one event cannot
+    tell them apart; :func:`label_path` can, from the packet's whole path.
+    """
+    places = {link.netns for link in topology.links if link.name == name}
+    if len(places) != 1:
+        return f"{name}@?" if places or name != UNKNOWN_DEVICE else name
+    place = places.pop()
+    return name if place == topology.home else f"{name}@{place}"

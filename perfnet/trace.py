@@ -150,8 +150,16 @@ class Trace:
 
     @cached_property
     def hops(self) -> pd.DataFrame:
-        """One row per device-to-device step of each packet, with its ``latency_ns``."""
-        return paths.hops(self.events, self.labels)
+        """One row per device-to-device step of each packet, with its ``latency_ns``; with a
+        topology snapshot also ``from_netns_dev``/``to_netns_dev`` (``eth0@ctr1``), which tell
+        apart devices of one name in different namespaces."""
+        hops = paths.hops(self.events, self.labels)
+        if self.topology is not None:
+            labels = self.packets.set_index("packet_id")["netns_path"].astype(str).str.split(">")
+            per_hop = hops["packet_id"].map(labels)
+            hops["from_netns_dev"] = [devs[i] for devs, i in zip(per_hop, hops["hop"], strict=True)]
+            hops["to_netns_dev"] = [devs[i + 1] for devs, i in zip(per_hop, hops["hop"], strict=True)]
+        return hops
 
     @cached_property
     def stages(self) -> pd.DataFrame:
