@@ -252,7 +252,11 @@ def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int) -> _Lifetimes:
     prev = np.arange(rows.size) - 1  # previous row of the same address where ~first
 
     role, dev, time = tl.role[rows], tl.dev[rows], tl.time[rows]
-    after_queue = ~first & (role[prev] == _QUEUE) & (dev[prev] == dev)
+    # A start_xmit completes the queue on its device even when net_dev_xmit lines come between:
+    # those are the enclosing device's completions (a bridge's transmit returns once the port's
+    # qdisc took the packet), printed while the packet still waits in that qdisc.
+    queued = _last_before(role != _XMIT, run_start)
+    after_queue = (queued >= 0) & (role[queued] == _QUEUE) & (dev[queued] == dev)
     transmit = (role == _QUEUE) | ((role == _START) & ~after_queue)
     receive = (role >= _RX_ENTRY) & (role <= _RX_CORE)
     arrival = transmit | receive

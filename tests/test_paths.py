@@ -302,6 +302,25 @@ def test_queue_right_after_start_xmit_on_the_same_name_is_a_stacked_device() -> 
     assert path_list(events) == ["eth0>eth0"]
 
 
+def test_packet_held_in_a_port_qdisc_stays_one_packet() -> None:
+    # tbf on a bridge port: the bridge's transmit returns (net_dev_xmit) once the qdisc took the
+    # packet; the port's start_xmit comes 7 ms later, from the qdisc's timer (real tbf capture).
+    events = synthetic(
+        (0, Q, "br0", 1, 1042),
+        (5, SX, "br0", 1, 1042),
+        (9, Q, "veth0", 1, 1042),
+        (40, X, "br0", 1, 1042),
+        (7300, SX, "veth0", 1, 1042),
+        (7310, RXE, "eth0", 1, 1028),
+        (7320, X, "veth0", 1, 1042),
+    )
+    assert paths.segment(events)["packet_id"].tolist() == [0] * 7
+    assert path_list(events) == ["br0>veth0>eth0"]
+    stages = paths.reconstruct(events).stages
+    held = stages[(stages["dev"] == "veth0") & (stages["from_event"] == Q)]
+    assert held[["to_event", "latency_ns"]].values.tolist() == [[SX, 7_291_000]]
+
+
 def test_receive_repeated_on_a_device_is_a_new_packet() -> None:
     events = synthetic((0, RXE, "eth0", 1, 84), (1, RX, "eth0", 1, 84), (2, RS, "eth0", 1, 84), (30, RS, "eth0", 1, 84))
     assert paths.segment(events)["packet_id"].tolist() == [0, 0, 0, 1]
