@@ -17,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from perfnet.errors import UsageError
+
 if TYPE_CHECKING:
     from perfnet.trace import Trace
 
@@ -165,7 +167,7 @@ def _samples(latencies: pd.DataFrame, by: Sequence[str]) -> dict[tuple[object, .
     """The ``latency_ns`` values of each group of ``by``, as float arrays."""
     missing = [column for column in (*by, "latency_ns") if column not in latencies.columns]
     if missing:
-        raise ValueError(f"frame has no column {missing}: pass frame='hops' or 'stages', or by= its key columns")
+        raise UsageError(f"frame has no column {missing}: pass frame='hops' or 'stages', or by= its key columns")
     grouped = latencies.groupby(list(by), observed=True, sort=False)["latency_ns"]
     return {key if isinstance(key, tuple) else (key,): values.to_numpy(dtype=np.float64) for key, values in grouped}
 
@@ -234,13 +236,13 @@ def compare(
         in key order.
 
     Raises:
-        ValueError: ``frame`` is unknown, a frame lacks a ``by`` column or ``latency_ns``,
+        UsageError: ``frame`` is unknown, a frame lacks a ``by`` column or ``latency_ns``,
             or ``confidence``, ``n_boot`` or ``min_count`` is out of range.
     """
     if frame not in _COMPARE_BY:
-        raise ValueError(f"frame must be one of {sorted(_COMPARE_BY)}, not {frame!r}")
+        raise UsageError(f"frame must be one of {sorted(_COMPARE_BY)}, not {frame!r}")
     if not 0 < confidence < 1 or n_boot < 1 or min_count < 1:
-        raise ValueError(f"need 0 < confidence < 1, n_boot >= 1, min_count >= 1: {confidence}, {n_boot}, {min_count}")
+        raise UsageError(f"need 0 < confidence < 1, n_boot >= 1, min_count >= 1: {confidence}, {n_boot}, {min_count}")
     keys = tuple(by) if by is not None else _COMPARE_BY[frame]
     samples_a = _samples(_latency_frame(a, frame), keys)
     samples_b = _samples(_latency_frame(b, frame), keys)

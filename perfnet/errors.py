@@ -28,3 +28,7 @@ class ParseError(PerfnetError):
         self.reason = reason
         caret = " " * (column - 1) + "^"
         super().__init__(f"line {lineno}, column {column}: {reason}\n{line}\n{caret}")
+
+
+class UsageError(PerfnetError, ValueError):
+    """An argument is invalid or names something the capture does not have (a packet, a hop)."""

@@ -42,6 +42,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from perfnet.errors import UsageError
+
 __all__ = [
     "DEFAULT_GAP_NS",
     "NO_PACKET",
@@ -498,7 +500,7 @@ class _View:
 def _view(events: pd.DataFrame, labels: pd.DataFrame) -> _View:
     """Sort the events of packets by (packet, visit, time) and gather their columns."""
     if not labels.index.equals(events.index):
-        raise ValueError("labels must come from segment() on the same events frame")
+        raise UsageError("labels must come from segment() on the same events frame")
     order = _time_order(events)
     packet = labels["packet_id"].to_numpy(dtype=np.int64)[order]
     visit = labels["visit"].to_numpy(dtype=np.int64)[order]
@@ -703,7 +705,7 @@ def packets(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         event that has one), ``kind`` and ``end``; sorted by ``packet_id``.
 
     Raises:
-        ValueError: ``labels`` is not indexed like ``events``.
+        UsageError: ``labels`` is not indexed like ``events``.
     """
     return _packets(events, _view(events, labels))
 
@@ -722,7 +724,7 @@ def hops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         packet and hop.
 
     Raises:
-        ValueError: ``labels`` is not indexed like ``events``.
+        UsageError: ``labels`` is not indexed like ``events``.
     """
     return _hops(_view(events, labels))
 
@@ -743,7 +745,7 @@ def stages(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         ``from_event``, ``to_event`` and ``latency_ns``; sorted by packet, visit and time.
 
     Raises:
-        ValueError: ``labels`` is not indexed like ``events``.
+        UsageError: ``labels`` is not indexed like ``events``.
     """
     return _stages(_view(events, labels))
 
@@ -764,7 +766,7 @@ def drops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         in order of first occurrence).
 
     Raises:
-        ValueError: ``labels`` is not indexed like ``events``.
+        UsageError: ``labels`` is not indexed like ``events``.
     """
     return _drops(events, _view(events, labels))
 

@@ -24,6 +24,7 @@ from matplotlib.axis import XAxis, YAxis
 from matplotlib.ticker import FuncFormatter
 
 from perfnet import analysis
+from perfnet.errors import UsageError
 
 if TYPE_CHECKING:
     from perfnet.trace import Trace
@@ -156,10 +157,10 @@ def hop_latency(
         ``from → to (n=count)``, most frequent hop first; log x axis in µs.
 
     Raises:
-        ValueError: ``kind`` is neither ``"ecdf"`` nor ``"hist"``.
+        UsageError: ``kind`` is neither ``"ecdf"`` nor ``"hist"``.
     """
     if kind not in ("ecdf", "hist"):
-        raise ValueError(f"kind must be 'ecdf' or 'hist', not {kind!r}")
+        raise UsageError(f"kind must be 'ecdf' or 'hist', not {kind!r}")
     hops = _frame(data, "hops")
     ax = _axes(ax, (8, 5))
     title = title or _title("Hop latency", data)
@@ -259,7 +260,7 @@ def timeline(trace: Trace, packet_ids: int | Sequence[int] | None = None, ax: Ax
         The Axes; y tick labels are the devices (lanes), top to bottom in path order.
 
     Raises:
-        ValueError: a packet id is not in ``trace.packets``.
+        UsageError: a packet id is not in ``trace.packets``.
     """
     packets = trace.packets
     if packet_ids is None:
@@ -267,7 +268,7 @@ def timeline(trace: Trace, packet_ids: int | Sequence[int] | None = None, ax: Ax
     ids = [packet_ids] if isinstance(packet_ids, int | np.integer) else [int(p) for p in packet_ids]
     chosen = packets.set_index("packet_id").reindex(ids)
     if chosen["path"].isna().any():
-        raise ValueError(f"no such packets in {_source(trace) or 'this capture'}: {ids}")
+        raise UsageError(f"no such packets in {_source(trace) or 'this capture'}: {ids}")
     lanes, visit_lanes = _assign_lanes([str(path) for path in chosen["path"]])
     ax = _axes(ax, (10, 1.5 + 0.6 * max(len(lanes), 1)))
     if not ids:
@@ -393,7 +394,7 @@ def latency_over_time(trace: Trace, hop: str | tuple[str, str] | None = None, ax
         first event, log y axis in µs, and the hop's median as a dashed line.
 
     Raises:
-        ValueError: the capture has no such hop (the message lists the hops it has).
+        UsageError: the capture has no such hop (the message lists the hops it has).
     """
     hops = _hop_times(trace)
     ax = _axes(ax, (10, 4.5))
@@ -409,7 +410,7 @@ def latency_over_time(trace: Trace, hop: str | tuple[str, str] | None = None, ax
     rows = hops[(hops["from_dev"].astype(str) == src) & (hops["to_dev"].astype(str) == dst)]
     if rows.empty:
         known = sorted({f"{a}>{b}" for a, b in zip(hops["from_dev"], hops["to_dev"], strict=True)})
-        raise ValueError(f"no hop {src}>{dst} in {_source(trace) or 'this capture'}; hops: {known}")
+        raise UsageError(f"no hop {src}>{dst} in {_source(trace) or 'this capture'}; hops: {known}")
     t0 = int(trace.events["time_ns"].min())
     seconds = (rows["time_ns"].to_numpy() - t0) / 1e9
     latency = _us(rows["latency_ns"])

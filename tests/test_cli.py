@@ -79,3 +79,53 @@ def test_report_text_shows_paths_and_hop_latency() -> None:
     assert lines[4].split() == ["path", "packets", "share", "median", "µs"]
     assert [line.split()[:2] for line in lines[5:7]] == [["eth0>pnv0997>pnbr0997", "3"], ["pnbr0997>pnv0997>eth0", "3"]]
     assert "hop latency (µs)" in out.stdout
+
+
+def test_compare_json_flags_only_the_rate_limited_hop() -> None:
+    out = perfnet("compare", str(FIXTURES / "tbf-base.txt"), str(FIXTURES / "tbf-limited.txt"), "--json")
+    assert out.returncode == 0, out.stderr
+    hops = json.loads(out.stdout)
+    assert set(hops[0]) >= {
+        "from_dev",
+        "to_dev",
+        "count_a",
+        "count_b",
+        "median_a_ns",
+        "median_b_ns",
+        "p99_a_ns",
+        "p99_b_ns",
+        "ci_low_ns",
+        "ci_high_ns",
+        "significant",
+    }
+    veth = json.loads((FIXTURES / "tbf.json").read_text())["lab"]["host_veth"]
+    assert [(h["from_dev"], h["to_dev"]) for h in hops if h["significant"]] == [(veth, "eth0")]
+
+
+def test_compare_same_events_in_two_variants_flags_nothing() -> None:
+    out = perfnet("compare", str(FIXTURES / "lab-trace.txt"), str(FIXTURES / "lab-script-ns.txt"), "--json")
+    assert out.returncode == 0, out.stderr
+    hops = json.loads(out.stdout)
+    assert len(hops) == 6 and not any(h["significant"] for h in hops)
+
+
+def test_html_report_is_self_contained(tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    out = perfnet("report", str(FIXTURES / "tbf-limited.txt"), "--html", str(html))
+    assert out.returncode == 0, out.stderr
+    text = html.read_text()
+    assert text.count('src="data:image/png;base64,') == 5
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+    assert "<h2>Hop latency</h2>" in text and "pnv2fdd" in text and "p99 (µs)" in text
+
+
+def test_plot_writes_each_kind_and_reports_unknown_packets(tmp_path: Path) -> None:
+    for kind in ("hops", "timeline", "stages", "over-time", "paths"):
+        png = tmp_path / f"{kind}.png"
+        out = perfnet("plot", str(FIXTURES / "lab-trace.txt"), "--kind", kind, "-o", str(png))
+        assert out.returncode == 0, out.stderr
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    bad = perfnet("plot", str(FIXTURES / "lab-trace.txt"), "--kind", "timeline", "--packet", "99999", "-o", "x.png")
+    assert bad.returncode == 2 and "no such packets in lab-trace.txt: [99999]" in bad.stderr
+    bad = perfnet("plot", str(FIXTURES / "lab-trace.txt"), "--kind", "over-time", "--hop", "a>b", "-o", "x.png")
+    assert bad.returncode == 2 and "no hop a>b" in bad.stderr
