@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_as_nobody
 
 from perfnet.errors import PerfnetError
 from perfnet.lab import Lab, require_root_and_tools
@@ -344,16 +343,9 @@ def _wait_for_new_netns(pid: int, timeout: float = 10.0) -> int:
 
 @needs_lab
 def test_snapshot_without_privileges(lab: Lab) -> None:
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed")
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c"]
-    probe = subprocess.run([*nobody, "import perfnet.topology"], capture_output=True, text=True, cwd="/")
-    if probe.returncode != 0:
-        pytest.skip(f"user nobody cannot import perfnet here: {probe.stderr.strip()[-200:]}")
-    code = "from perfnet.topology import snapshot; print(snapshot().to_json())"
-    run = subprocess.run([*nobody, code], capture_output=True, text=True, cwd="/", timeout=60)
-    assert run.returncode == 0, run.stderr
-    topo = Topology.from_json(run.stdout)
+    status, output = run_as_nobody(lambda: snapshot().to_json())
+    assert status == 0, output
+    topo = Topology.from_json(output)
     (home,) = [ns for ns in topo.namespaces if ns.name == topo.home]
     assert home.inode == os.stat("/proc/self/ns/net").st_ino
     assert {ln.netns for ln in topo.links} == {topo.home}

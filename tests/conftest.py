@@ -1,0 +1,41 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+NOBODY = 65534
+
+
+def run_as_nobody(work: Callable[[], str]) -> tuple[int, str]:
+    """Run ``work`` in a forked child that dropped root for uid/gid 65534 (nobody).
+
+    Forking keeps the modules this process already imported, so the child needs no access to
+    the Python installation (which may live under root's home, closed to other users), only
+    to what ``work`` itself touches.  Returns the child's exit status (0 when ``work``
+    returned, 1 when it raised) and what ``work`` returned (or the exception, as text).
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.chdir("/")
+            text, status = work(), 0
+        except BaseException as exc:
+            text = f"{type(exc).__name__}: {exc}"
+        finally:
+            os.write(write_end, text.encode())
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status), b"".join(chunks).decode()
