@@ -92,22 +92,24 @@ def path_table(packets: pd.DataFrame) -> pd.DataFrame:
         packets: the frame :func:`perfnet.paths.packets` returns.
 
     Returns:
-        One row per distinct ``path``: ``count``, ``share`` (its fraction of all packets)
-        and ``median_duration_ns``; most frequent first, ties in path order.
+        One row per distinct ``path``: ``count``, ``share`` (its fraction of all packets),
+        ``median_transit_ns`` (time in the stack) and ``median_duration_ns`` (to the free);
+        most frequent first, ties in path order.
     """
-    grouped = packets.groupby("path", observed=True, sort=True)["duration_ns"]
+    grouped = packets.groupby("path", observed=True, sort=True)
     table = pd.DataFrame(
         {
             "count": grouped.size(),
             "share": grouped.size() / max(len(packets), 1),
-            "median_duration_ns": grouped.median().astype("float64"),
+            "median_transit_ns": grouped["transit_ns"].median().astype("float64"),
+            "median_duration_ns": grouped["duration_ns"].median().astype("float64"),
         }
     )
     return table.reset_index().sort_values("count", ascending=False, kind="stable", ignore_index=True)
 
 
-def slowest(packets: pd.DataFrame, n: int = 10, by: str = "duration_ns") -> pd.DataFrame:
-    """The ``n`` packets with the largest ``by`` (by default the time from first to last event).
+def slowest(packets: pd.DataFrame, n: int = 10, by: str = "transit_ns") -> pd.DataFrame:
+    """The ``n`` packets with the largest ``by`` (by default their time in the network stack).
 
     Args:
         packets: the frame :func:`perfnet.paths.packets` returns.

@@ -117,9 +117,12 @@ def _print_report(report: dict[str, Any]) -> None:
     paths = report["paths"]
     if not paths.empty:
         width = max(paths["path"].astype(str).map(len).max(), 4)
-        print(f"\n{'path':<{width}}  {'packets':>7}  {'share':>6}  {'median µs':>9}")
+        print(f"\n{'path':<{width}}  {'packets':>7}  {'share':>6}  {'transit µs':>10}  {'to free µs':>10}")
         for row in paths.itertuples():
-            print(f"{row.path!s:<{width}}  {row.count:>7}  {row.share:>6.1%}  {_us(row.median_duration_ns):>9}")
+            print(
+                f"{row.path!s:<{width}}  {row.count:>7}  {row.share:>6.1%}  {_us(row.median_transit_ns):>10}  "
+                f"{_us(row.median_duration_ns):>10}"
+            )
     hops = report["hops"]
     if not hops.empty:
         names = [f"{r.from_dev} > {r.to_dev}" for r in hops.itertuples()]

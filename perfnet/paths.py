@@ -94,6 +94,9 @@ _ROLES: Final[Mapping[str, int]] = {
     **{exit_: _EXIT for _, exit_ in _CALLS},
 }
 
+# The net:* events: a packet in the network stack, as opposed to its free or its copy to a socket.
+_IN_STACK: Final[Mapping[str, int]] = {name: 1 for name, role in _ROLES.items() if role not in (_CONSUME, _KFREE)}
+
 
 @dataclass(frozen=True)
 class PathFrames:
@@ -608,6 +611,11 @@ def _packets(events: pd.DataFrame, view: _View) -> pd.DataFrame:
 
     start_ns = np.minimum.reduceat(view.time, starts)
     end_ns = np.maximum.reduceat(view.time, starts)
+    # Transit ends at the packet's last event in the stack, not at its free or copy to a socket,
+    # which can come much later (a reader slow to read; an untraced free's address reused).
+    in_stack = _lookup(view.event_names, _IN_STACK, 0)[view.event] == 1
+    in_stack_ns = np.where(in_stack, view.time, np.iinfo(np.int64).min)
+    transit_ns = np.maximum.reduceat(in_stack_ns, starts) - start_ns
     return pd.DataFrame(
         {
             "packet_id": np.arange(view.n_packets, dtype=np.int64),
@@ -615,6 +623,7 @@ def _packets(events: pd.DataFrame, view: _View) -> pd.DataFrame:
             "start_ns": start_ns,
             "end_ns": end_ns,
             "duration_ns": end_ns - start_ns,
+            "transit_ns": transit_ns,
             "path": _categorical(*_path_codes(view, opening)),
             "n_events": np.diff(np.append(starts, view.rows.size)),
             "len": _first_known(events, view, starts, "len", np.int64),
@@ -700,7 +709,9 @@ def packets(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         Columns ``packet_id``, ``skbaddr`` (UInt64), ``start_ns``, ``end_ns`` (first and last
-        event of the packet, exits included), ``duration_ns``, ``path`` (devices in arrival
+        event of the packet, exits included), ``duration_ns``, ``transit_ns`` (from the first
+        event to the last ``net:*`` event: the time in the stack, without the wait for its free
+        or its copy to a socket), ``path`` (devices in arrival
         order joined by ``>``), ``n_events``, ``len`` and ``protocol`` (Int64, from the first
         event that has one), ``kind`` and ``end``; sorted by ``packet_id``.
 

@@ -82,6 +82,7 @@ def packets() -> pd.DataFrame:
             "packet_id": [0, 1, 2, 3],
             "path": pd.Categorical(["a>b", "b>a", "a>b", "a>b"]),
             "duration_ns": [100, 50, 300, 100],
+            "transit_ns": [80, 40, 90, 100],
         }
     )
 
@@ -92,17 +93,19 @@ def test_path_table() -> None:
         "path": ["a>b", "b>a"],
         "count": [3, 1],
         "share": [0.75, 0.25],
+        "median_transit_ns": [90.0, 40.0],
         "median_duration_ns": [100.0, 50.0],
     }
 
 
-@pytest.mark.parametrize(("n", "ids"), [(2, [2, 0]), (3, [2, 0, 3]), (10, [2, 0, 3, 1])])
+@pytest.mark.parametrize(("n", "ids"), [(2, [3, 2]), (3, [3, 2, 0]), (10, [3, 2, 0, 1])])
 def test_slowest_packets(n: int, ids: list[int]) -> None:
     assert analysis.slowest(packets(), n)["packet_id"].tolist() == ids
 
 
 def test_slowest_by_another_column() -> None:
     assert analysis.slowest(packets(), 1, by="packet_id")["packet_id"].tolist() == [3]
+    assert analysis.slowest(packets(), 2, by="duration_ns")["packet_id"].tolist() == [2, 0]
 
 
 def test_empty_frames() -> None:
@@ -110,4 +113,5 @@ def test_empty_frames() -> None:
     assert analysis.hop_latency(empty).columns.tolist() == ["from_dev", "to_dev", *SUMMARY]
     assert analysis.hop_latency(empty).empty
     table = analysis.path_table(packets().iloc[:0])
-    assert table.empty and table.columns.tolist() == ["path", "count", "share", "median_duration_ns"]
+    assert table.empty
+    assert table.columns.tolist() == ["path", "count", "share", "median_transit_ns", "median_duration_ns"]

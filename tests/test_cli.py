@@ -76,7 +76,7 @@ def test_report_text_shows_paths_and_hop_latency() -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[2] == "packets: 6"
-    assert lines[4].split() == ["path", "packets", "share", "median", "µs"]
+    assert lines[4].split() == ["path", "packets", "share", "transit", "µs", "to", "free", "µs"]
     assert [line.split()[:2] for line in lines[5:7]] == [["eth0>pnv0997>pnbr0997", "3"], ["pnbr0997>pnv0997>eth0", "3"]]
     assert "hop latency (µs)" in out.stdout
 

@@ -151,6 +151,8 @@ def test_real_capture_packets() -> None:
         "start_ns": [0, 168_000, 289_000, 533_000],
         "end_ns": [233_000, 409_000, 597_000, 664_000],
         "duration_ns": [233_000, 241_000, 308_000, 131_000],
+        # to the last net:* event: the request's free (0.233) and copy to ping (0.682) excluded
+        "transit_ns": [137_000, 241_000, 131_000, 131_000],
         "path": ["brx>vethx0>eth0", "eth0>vethx0>brx", "brx>vethx0>eth0", "eth0>vethx0>brx"],
         "n_events": [11, 11, 11, 11],
         "len": [42, 42, 98, 98],
@@ -458,6 +460,7 @@ def test_empty_events() -> None:
         "start_ns",
         "end_ns",
         "duration_ns",
+        "transit_ns",
         "path",
         "n_events",
         "len",
