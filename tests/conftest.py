@@ -39,3 +39,11 @@ def run_as_nobody(work: Callable[[], str]) -> tuple[int, str]:
     os.close(read_end)
     _, wait_status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(wait_status), b"".join(chunks).decode()
+
+
+def pytest_sessionstart(session: object) -> None:
+    """Remove labs a crashed earlier run left behind (only ours, only with a dead owner)."""
+    from perfnet.lab import cleanup_stale, require_root_and_tools
+
+    if require_root_and_tools() is None:
+        cleanup_stale()
