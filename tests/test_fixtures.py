@@ -157,3 +157,30 @@ def test_jupyter_view_shows_counts_paths_and_hop_latency_in_microseconds() -> No
     assert "<b>lab-trace.txt</b>: format <code>trace</code>, 883 events, 48 packets, 0 lost, 0 unparsed lines" in html
     assert f"{LAB['bridge']}&gt;{LAB['host_veth']}&gt;eth0&gt;eth1&gt;eth0</td>" in html
     assert "<th>p99 (µs)</th>" in html and "<th>share (%)</th>" in html
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fast_path_and_pyparsing_grammar_give_the_same_records(name: str) -> None:
+    """Every event line of every capture: the compiled regexes and the pyparsing grammars agree."""
+    import pyparsing as pp
+
+    from perfnet.grammar import BodyParser, Variant, parse_header, parse_header_grammar
+    from perfnet.reader import open_lines
+    from perfnet.schema import load_schemas
+
+    variant = Variant(CASES[name][0])
+    schemas = load_schemas()
+    by_short = {s.name: s for s in schemas.values()}
+    bodies: dict[str, BodyParser] = {}
+    checked = 0
+    for line in open_lines(FIXTURES / name):
+        try:
+            fast = parse_header(variant, line)
+        except pp.ParseException:
+            continue  # not an event line (callchain frames, headers)
+        assert parse_header_grammar(variant, line) == fast, line
+        schema = by_short.get(fast.event) if variant == "ftrace" else schemas.get(fast.event)
+        parser = bodies.setdefault(fast.event, BodyParser(schema, variant == "trace", {}))
+        assert parser.parse_with_grammar(fast.body) == parser.parse(fast.body), line
+        checked += 1
+    assert checked == sum(CASES[name][1].values())
