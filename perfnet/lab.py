@@ -70,6 +70,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from perfnet.errors import PerfnetError, UsageError
+
 __all__ = [
     "HttpServer",
     "Lab",
@@ -90,7 +92,7 @@ _TAG_RE = re.compile(r"^[0-9a-z]{1,10}$")
 _IFNAMSIZ = 15
 
 
-class LabError(RuntimeError):
+class LabError(PerfnetError, RuntimeError):
     """A lab could not be built, or could not be fully torn down."""
 
 
@@ -111,7 +113,7 @@ class LabNames:
     @classmethod
     def for_tag(cls, tag: str, prefix: str = PREFIX) -> LabNames:
         if not _TAG_RE.match(tag):
-            raise ValueError(f"lab tag must match {_TAG_RE.pattern}: {tag!r}")
+            raise UsageError(f"lab tag must match {_TAG_RE.pattern}: {tag!r}")
         names = cls(
             tag=tag,
             prefix=prefix,
@@ -122,7 +124,7 @@ class LabNames:
         )
         for ifname in (names.bridge, names.host_veth):
             if len(ifname) > _IFNAMSIZ:
-                raise ValueError(f"interface name too long (max {_IFNAMSIZ}): {ifname!r}")
+                raise UsageError(f"interface name too long (max {_IFNAMSIZ}): {ifname!r}")
         return names
 
     @property
@@ -378,7 +380,7 @@ class Lab:
             return self.ctr1_addr
         if netns == self.ctr2 and self.router:
             return self.ctr2_addr
-        raise ValueError(f"not a namespace of this lab: {netns!r}")
+        raise UsageError(f"not a namespace of this lab: {netns!r}")
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description of names, addresses, MACs and routes."""
@@ -416,7 +418,7 @@ class Lab:
     def exec_argv(self, netns: str | None, argv: Sequence[str]) -> list[str]:
         """``argv`` wrapped in ``ip netns exec NS`` (unchanged for the root netns)."""
         if netns is not None and netns not in (self.ctr1, self.ctr2):
-            raise ValueError(f"not a namespace of this lab: {netns!r}")
+            raise UsageError(f"not a namespace of this lab: {netns!r}")
         return _ns_argv(netns, argv)
 
     def run(self, netns: str | None, argv: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[Any]:
@@ -437,10 +439,10 @@ class Lab:
             ip = ipaddress.ip_address(dest)
         except ValueError:
             msg = f"lab traffic needs a literal IPv4 address, got {dest!r}"
-            raise ValueError(msg) from None
+            raise UsageError(msg) from None
         if not (ip.is_loopback or dest in self.lab_addresses()):
             msg = f"{dest} is neither a lab address {self.lab_addresses()} nor loopback"
-            raise ValueError(msg)
+            raise UsageError(msg)
 
     def ping_argv(self, dest: str, count: int, *, interval: float = 0.2) -> list[str]:
         """The ``ping`` argv used by :meth:`ping` (numeric, ``-W 1``)."""

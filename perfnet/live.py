@@ -56,7 +56,7 @@ from typing import IO, Any, Final, Literal
 import pandas as pd
 import psutil
 
-from perfnet.errors import PerfnetError
+from perfnet.errors import PerfnetError, UsageError
 from perfnet.grammar import Variant
 from perfnet.kallsyms import Kallsyms, host_symbols, save_kallsyms
 from perfnet.reader import open_items
@@ -743,13 +743,13 @@ def _options(
     if not all(isinstance(arg, str) for arg in argv):
         raise TypeError("command arguments must be strings")
     if mode not in ("trace", "record"):
-        raise ValueError(f"mode must be 'trace' or 'record', not {mode!r}")
+        raise UsageError(f"mode must be 'trace' or 'record', not {mode!r}")
     if not events:
-        raise ValueError("give at least one event, e.g. events=('net:*',)")
+        raise UsageError("give at least one event, e.g. events=('net:*',)")
     if duration is not None and not duration > 0:
-        raise ValueError(f"duration must be positive, not {duration!r}")
+        raise UsageError(f"duration must be positive, not {duration!r}")
     if not (argv or system_wide or pid is not None):
-        raise ValueError("nothing to trace: give a command, system_wide=True or pid")
+        raise UsageError("nothing to trace: give a command, system_wide=True or pid")
     return _Options(
         argv,
         tuple(events),
@@ -1368,7 +1368,7 @@ def capture(
 
     Raises:
         TypeError: ``command`` or ``events`` is a string.
-        ValueError: an invalid option (nothing to trace, unknown mode, non-positive duration).
+        UsageError: an invalid option (nothing to trace, unknown mode, non-positive duration).
         PerfNotFoundError, PerfPermissionError, UnknownEventError, FilterError, PerfError: perf
             is missing, not allowed, or refused the events, the filter or another option.
         TracedCommandError: the command could not start, or exited with a non-zero status (its

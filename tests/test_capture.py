@@ -447,7 +447,7 @@ def test_a_missing_command_is_refused_before_perf_runs() -> None:
 def test_a_command_string_is_refused() -> None:
     with pytest.raises(TypeError, match="argv list"):
         capture("ping -c 1 127.0.0.1")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="nothing to trace"):
+    with pytest.raises(perfnet.PerfnetError, match="nothing to trace"):
         capture()
 
 
