@@ -298,8 +298,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print()
         return 0
     print(f"A: {args.a}\nB: {args.b}")
-    shown = readable(table).rename(columns=lambda c: c.replace(" ", "_"))
-    print(shown.to_string(index=False, float_format="{:.1f}".format))
+    print(readable(table).to_string(index=False, float_format="{:.1f}".format))
     return 0
 
 

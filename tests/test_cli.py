@@ -129,3 +129,13 @@ def test_plot_writes_each_kind_and_reports_unknown_packets(tmp_path: Path) -> No
     assert bad.returncode == 2 and "no such packets in lab-trace.txt: [99999]" in bad.stderr
     bad = perfnet("plot", str(FIXTURES / "lab-trace.txt"), "--kind", "over-time", "--hop", "a>b", "-o", "x.png")
     assert bad.returncode == 2 and "no hop a>b" in bad.stderr
+
+
+def test_compare_text_table_in_microseconds() -> None:
+    out = perfnet("compare", str(FIXTURES / "tbf-base.txt"), str(FIXTURES / "tbf-limited.txt"))
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()[2:]
+    assert "median diff (µs)" in header and "ci low (µs)" in header
+    flagged = [row.split() for row in rows if row.endswith("True")]
+    veth = json.loads((FIXTURES / "tbf.json").read_text())["lab"]["host_veth"]
+    assert [(row[0], row[1], row[8]) for row in flagged] == [(veth, "eth0", "7314.5")]
