@@ -177,6 +177,12 @@ def _header(variant: Variant, groups: Mapping[str, str | None], body_start: int)
     )
 
 
+def match_header(variant: Variant, line: str) -> Header | None:
+    """Read the header of an event line with the fast regex only; None if it does not match."""
+    match = _FAST_HEADERS[variant].match(line)
+    return None if match is None else _header(variant, match.groupdict(), match.start("body"))
+
+
 def parse_header(variant: Variant, line: str) -> Header:
     """Read the header of an event line: the fast regex first, the pyparsing grammar if it fails.
 
@@ -184,10 +190,7 @@ def parse_header(variant: Variant, line: str) -> Header:
         pyparsing.ParseException: the line is not an event line of this variant; its ``loc``
             and ``msg`` say where and what was expected.
     """
-    match = _FAST_HEADERS[variant].match(line)
-    if match is not None:
-        return _header(variant, match.groupdict(), match.start("body"))
-    return parse_header_grammar(variant, line)
+    return match_header(variant, line) or parse_header_grammar(variant, line)
 
 
 def parse_header_grammar(variant: Variant, line: str) -> Header:

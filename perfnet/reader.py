@@ -24,7 +24,16 @@ from typing import IO, Any, cast
 import pyparsing as pp
 
 from perfnet.errors import ParseError, PerfnetError
-from perfnet.grammar import BodyError, BodyParser, EnumTables, Header, Variant, parse_header
+from perfnet.grammar import (
+    BodyError,
+    BodyParser,
+    EnumTables,
+    Header,
+    Variant,
+    match_header,
+    parse_header,
+    parse_header_grammar,
+)
 from perfnet.kallsyms import Kallsyms
 from perfnet.records import BadLine, Item, Message, MessageKind, Record
 from perfnet.schema import EventSchema
@@ -139,14 +148,17 @@ class LineParser:
         self._bodies: dict[str, BodyParser] = {}
         self._in_summary = False
 
-    def parse(self, lineno: int, line: str) -> Item | str | None:
-        """Classify and parse one decoded line; a ``str`` is a callchain frame, None a blank line."""
+    def parse(self, lineno: int, line: str, after_event: bool = False) -> Item | str | None:
+        """Classify and parse one decoded line; a ``str`` is a callchain frame, None a blank line.
+
+        ``after_event`` says whether an event (not yet closed) precedes the line: only then can
+        it be a callchain frame.
+        """
         if not line.strip():
             return None
-        try:
-            header = parse_header(self.variant, line)
-        except pp.ParseException as exc:
-            return self._not_an_event(lineno, line, exc)
+        header = match_header(self.variant, line)
+        if header is None:
+            return self._not_an_event(lineno, line, after_event)
         return self._record(lineno, line, header)
 
     def _record(self, lineno: int, line: str, header: Header) -> Record | BadLine:
@@ -166,10 +178,8 @@ class LineParser:
             return BadLine(lineno, line, exc.message, header.body_start + exc.loc + 1)
         return Record(lineno, header.time_ns, event, header.comm, header.tid, header.cpu, fields)
 
-    def _not_an_event(self, lineno: int, line: str, exc: pp.ParseException) -> Message | BadLine | str:
-        frame = _FRAME.match(line)
-        if frame:
-            return frame["sym"]
+    def _not_an_event(self, lineno: int, line: str, after_event: bool) -> Item | str:
+        """A line the fast header refused: a message, a frame, an event only the grammar reads, or bad."""
         for kind, pattern in _MESSAGES:
             match = pattern.match(line)
             if match:
@@ -179,7 +189,14 @@ class LineParser:
                 return Message(lineno, kind, line.strip(), lost)
         if self._in_summary:
             return Message(lineno, "summary", line.strip())
-        return BadLine(lineno, line, f"not a {self.variant} event line: {exc.msg}", exc.column)
+        frame = _FRAME.match(line) if after_event else None
+        if frame:
+            return frame["sym"]
+        try:  # the grammar is the reference; it also says where and why a line is not an event
+            header = parse_header_grammar(self.variant, line)
+        except pp.ParseException as exc:
+            return BadLine(lineno, line, f"not a {self.variant} event line: {exc.msg}", exc.column)
+        return self._record(lineno, line, header)
 
 
 def _detect(lines: Iterator[tuple[int, str]]) -> tuple[Variant, list[tuple[int, str]]]:
@@ -236,15 +253,12 @@ def _items(numbered: Iterator[tuple[int, str]], parser: LineParser, strict: bool
     pending: Record | None = None
     frames: list[str] = []
     for lineno, line in numbered:
-        item = parser.parse(lineno, line)
+        item = parser.parse(lineno, line, after_event=pending is not None)
         if item is None:
             continue
-        if isinstance(item, str):
-            if pending is None:
-                item = BadLine(lineno, line, "callchain frame with no event above it")
-            else:
-                frames.append(item)
-                continue
+        if isinstance(item, str):  # a callchain frame of the pending event
+            frames.append(item)
+            continue
         if pending is not None:
             yield _with_callchain(pending, frames)
             pending, frames = None, []

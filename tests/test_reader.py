@@ -157,12 +157,13 @@ def test_syscall_lines_and_summary_block_are_messages() -> None:
         "",
         " ping (2108), 12 events, 100.0%",
         "   syscall            calls  errors  total       min       avg       max       stddev",
+        "                                     (msec)    (msec)    (msec)    (msec)        (%)",
         "   --------------- --------  ------ -------- --------- --------- ---------     ------",
         "   sendto                 1      0     0.126     0.126     0.126     0.126      0.00%",
     ]
     trace = perfnet.read(lines)
     assert trace.errors.empty and len(trace.events) == 1
-    assert trace.messages["kind"].tolist() == ["syscall", "syscall"] + ["summary"] * 5
+    assert trace.messages["kind"].tolist() == ["syscall", "syscall"] + ["summary"] * 6
 
 
 def test_events_are_sorted_by_time_stably() -> None:
