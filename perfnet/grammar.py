@@ -332,6 +332,8 @@ def _format_body(
     )
 
 
+_FAST_GENERIC_LIST = re.compile(r"\s*(?:\w+=\S*\s*)*")
+_FAST_GENERIC_PAIRS = re.compile(r"(\w+)=(\S*)")
 _generic_pairs = (
     pp.ZeroOrMore(pp.Group(pp.Regex(r"(?P<key>\w+)=(?P<value>\S*)").set_name("key=value"))) + pp.StringEnd()
 ).set_name("key=value list")
@@ -389,11 +391,9 @@ class BodyParser:
         if self.printer_fields:
             return self._parse_printed(body)
         if not self._formats:
-            try:
-                pairs = _generic_pairs.parse_string(body, parse_all=True)
-            except pp.ParseException:
+            if _FAST_GENERIC_LIST.fullmatch(body) is None:
                 return {"text": body}
-            return {p["key"]: _infer(p["value"]) for p in pairs}
+            return {key: _infer(value) for key, value in _FAST_GENERIC_PAIRS.findall(body)}
         for fmt in self._formats:
             match = fmt.fast.match(body)
             if match is not None:
@@ -413,7 +413,11 @@ class BodyParser:
                 self._set_printed(fields, self._printed, pair["key"], pair["value"])
             return fields
         if not self._formats:
-            return self.parse(body)
+            try:
+                pairs = _generic_pairs.parse_string(body, parse_all=True)
+            except pp.ParseException:
+                return {"text": body}
+            return {p["key"]: _infer(p["value"]) for p in pairs}
         for fmt in self._formats:
             try:
                 result = fmt.grammar.parse_string(body, parse_all=True)

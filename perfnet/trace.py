@@ -24,14 +24,19 @@ from perfnet.topology import Topology, label_paths
 
 # Columns taken from each record's fields for every event row: path reconstruction and drop
 # tables need them on every event, not only in that tracepoint's own frame.
-_FIELD_COLUMNS = {
-    "dev": "object",
-    "skbaddr": "UInt64",
-    "len": "Int64",
-    "protocol": "Int64",
-    "reason": "object",
-    "location": "object",
+_FIELD_COLUMNS: dict[str, tuple[str, type]] = {  # column -> (dtype, Python type of its values)
+    "dev": ("object", str),
+    "skbaddr": ("UInt64", int),
+    "len": ("Int64", int),
+    "protocol": ("Int64", int),
+    "reason": ("object", object),
+    "location": ("object", str),
 }
+
+
+def _of_type(value: object, kind: type) -> object:
+    """``value`` if it is a ``kind`` (bools are not ints here), else None."""
+    return value if isinstance(value, kind) and not (kind is int and isinstance(value, bool)) else None
 
 
 def _common_columns(records: list[Record]) -> dict[str, Any]:
@@ -109,8 +114,10 @@ class Trace:
         """
         records = self._records
         columns = _common_columns(records)
-        for name, dtype in _FIELD_COLUMNS.items():
-            columns[name] = pd.array([r.fields.get(name) for r in records], dtype=dtype)  # type: ignore[call-overload]
+        for name, (dtype, kind) in _FIELD_COLUMNS.items():
+            # a value of the wrong type (an event without a schema keeps fields as printed) is missing
+            values = [_of_type(r.fields.get(name), kind) for r in records]
+            columns[name] = pd.array(values, dtype=dtype)  # type: ignore[call-overload]
         order = ["time_ns", "comm", "tid", "cpu", "event", *_FIELD_COLUMNS, "lineno", "callchain"]
         frame = pd.DataFrame({name: columns[name] for name in order})
         return frame.sort_values("time_ns", kind="stable", ignore_index=True)

@@ -186,3 +186,11 @@ def test_user_schema_file_types_another_subsystem(tmp_path: Path) -> None:
     bad.write_text('subsystem = "x"\n[events.e]\nfields = []\nformats = ["a=%d"]\n')
     with pytest.raises(perfnet.SchemaError, match="cannot tell which field"):
         perfnet.read([line], schemas=[bad])
+
+
+@pytest.mark.parametrize("body", ["a=1 b=two", "  a=0x10   b=", "free text, not pairs", "a=1b=2", "", "k=v x"])
+def test_generic_fast_path_and_grammar_agree(body: str) -> None:
+    from perfnet.grammar import BodyParser
+
+    parser = BodyParser(None, False, {})
+    assert parser.parse(body) == parser.parse_with_grammar(body)

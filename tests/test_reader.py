@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import zstandard
 
@@ -188,3 +189,17 @@ def test_ftrace_headers_and_lost_lines() -> None:
     trace = perfnet.read(lines)
     assert trace.format == "ftrace" and trace.lost == 12 and len(trace.events) == 1
     assert trace.messages["kind"].tolist() == ["header", "header", "lost", "header"]
+
+
+def test_events_without_schema_never_break_the_events_frame() -> None:
+    """ftrace prints hashed pointers without 0x: without a schema they stay text, and are
+    left out of the typed skbaddr column rather than failing the frame."""
+    lines = [
+        "ping-1 [000] ..s1. 1.000000: net_dev_queue: dev=br0 skbaddr=ffff888105959100 len=98",
+        "ping-1 [000] ..s1. 1.000001: tcp_retransmit_skb: skbaddr=00000000a1b2c3d4 len=x dev=7",
+    ]
+    trace = perfnet.read(lines)
+    assert trace.errors.empty
+    assert trace.events["skbaddr"].tolist() == [0xFFFF888105959100, pd.NA]
+    assert trace.events["dev"].tolist()[0] == "br0" and pd.isna(trace.events["dev"].tolist()[1])
+    assert trace.df("ftrace:tcp_retransmit_skb").loc[0, "skbaddr"] == "00000000a1b2c3d4"
