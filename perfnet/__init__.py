@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from perfnet.bundled import example_capture
-from perfnet.errors import ParseError, PerfnetError, SchemaError
+from perfnet.errors import ParseError, PerfnetError, SchemaError, UsageError
 from perfnet.grammar import Variant
 from perfnet.kallsyms import load_kallsyms
 from perfnet.live import (
@@ -48,6 +48,7 @@ __all__ = [
     "Trace",
     "TracedCommandError",
     "UnknownEventError",
+    "UsageError",
     "Variant",
     "capture",
     "example_capture",

@@ -153,7 +153,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.html:
         from perfnet import html_report  # matplotlib is imported only when a report is drawn
 
-        print(f"wrote {html_report.write(trace, args.html)}")
+        try:
+            print(f"wrote {html_report.write(trace, args.html)}")
+        except OSError as exc:
+            raise PerfnetError(f"cannot write {args.html}: {exc.strerror or exc}") from exc
         return 0
     report = _report(trace)
     if args.json:
@@ -282,7 +285,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         plot.latency_over_time(trace, args.hop, ax=ax)
     else:
         plot.path_frequency(trace, ax=ax)
-    fig.savefig(args.output, dpi=120)
+    try:
+        fig.savefig(args.output, dpi=120)
+    except (OSError, ValueError) as exc:  # ValueError: a file type matplotlib cannot write
+        raise PerfnetError(f"cannot write {args.output}: {exc}") from exc
     print(f"wrote {args.output}")
     return 0
 
@@ -330,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--min-effect-us",
         type=float,
-        default=20.0,
-        help="smallest median change (µs) to flag as significant (default 20)",
+        default=analysis.MIN_EFFECT_NS / 1000,
+        help=f"smallest median change (µs) to flag as significant (default {analysis.MIN_EFFECT_NS / 1000:g})",
     )
     compare.add_argument("--json", action="store_true", help="print one object per hop as JSON")
     compare.set_defaults(run=cmd_compare)

@@ -23,7 +23,7 @@ from typing import IO, Any, cast
 
 import pyparsing as pp
 
-from perfnet.errors import ParseError, PerfnetError
+from perfnet.errors import ParseError, PerfnetError, UsageError
 from perfnet.grammar import (
     BodyError,
     BodyParser,
@@ -90,18 +90,19 @@ def open_lines(source: Source) -> Iterator[str]:
                 yield from (_decode(line) for line in read_perf_data(path))
                 return
         openers: Mapping[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+        import zstandard
+
         try:
             if path.suffix == ".zst":
-                import zstandard
-
                 raw = zstandard.ZstdDecompressor().stream_reader(path.open("rb"))
                 stream: IO[bytes] = cast(IO[bytes], io.BufferedReader(raw))
             else:
                 stream = openers.get(path.suffix, open)(path, "rb")
-        except OSError as exc:
-            raise PerfnetError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        with stream:
-            yield from (_decode(line) for line in stream)
+            with stream:
+                yield from (_decode(line) for line in stream)
+        # corrupt or truncated compressed data fails while reading, not when opening
+        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+            raise PerfnetError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
         return
     yield from (_decode(line) for line in source)
 
@@ -245,7 +246,10 @@ def open_items(
         variant, head = _detect(numbered)
         numbered = itertools.chain(head, numbered)
     else:
-        variant = Variant(format)
+        try:
+            variant = Variant(format)
+        except ValueError:
+            raise UsageError(f"unknown format {format!r}; one of {', '.join(v.value for v in Variant)}") from None
     return variant, _items(numbered, LineParser(variant, schemas, enums, symbols), strict)
 
 

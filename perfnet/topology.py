@@ -214,10 +214,14 @@ class Topology:
         """Read a topology that :meth:`save` wrote.
 
         Raises:
-            OSError: ``path`` cannot be read.
-            PerfnetError: its content is not a topology (see :meth:`from_json`).
+            PerfnetError: ``path`` cannot be read, or its content is not a topology (see
+                :meth:`from_json`).
         """
-        return cls.from_json(Path(path).read_text())
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise PerfnetError(f"cannot read topology {path}: {exc.strerror or exc}") from exc
+        return cls.from_json(text)
 
 
 def _typed(obj: Mapping[str, Any], key: str, kind: type, *, optional: bool = False) -> Any:

@@ -139,3 +139,13 @@ def test_compare_text_table_in_microseconds() -> None:
     flagged = [row.split() for row in rows if row.endswith("True")]
     veth = json.loads((FIXTURES / "tbf.json").read_text())["lab"]["host_veth"]
     assert [(row[0], row[1], row[8]) for row in flagged] == [(veth, "eth0", "7314.5")]
+
+
+def test_output_that_cannot_be_written_is_a_named_error(tmp_path: Path) -> None:
+    capture = str(FIXTURES / "seed-old-perf-2.txt")
+    out = perfnet("report", capture, "--html", str(tmp_path / "missing" / "r.html"))
+    assert out.returncode == 2 and "cannot write" in out.stderr and "Traceback" not in out.stderr
+    out = perfnet("plot", capture, "-o", str(tmp_path / "figure.nosuchformat"))
+    assert out.returncode == 2 and "cannot write" in out.stderr and "Traceback" not in out.stderr
+    out = perfnet("parse", capture, "--format", "trace")
+    assert out.returncode == 0 and "errors:  6" in out.stdout  # the old format read as perf trace's: all bad

@@ -203,3 +203,17 @@ def test_events_without_schema_never_break_the_events_frame() -> None:
     assert trace.events["skbaddr"].tolist() == [0xFFFF888105959100, pd.NA]
     assert trace.events["dev"].tolist()[0] == "br0" and pd.isna(trace.events["dev"].tolist()[1])
     assert trace.df("ftrace:tcp_retransmit_skb").loc[0, "skbaddr"] == "00000000a1b2c3d4"
+
+
+def test_corrupt_compressed_input_and_unknown_format_are_named_errors(tmp_path: Path) -> None:
+    good = gzip.compress(("\n".join(GOOD) + "\n").encode())
+    truncated = tmp_path / "cap.txt.gz"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(PerfnetError, match=f"cannot read {truncated}"):
+        perfnet.read(truncated)
+    garbage = tmp_path / "cap.txt.xz"
+    garbage.write_bytes(b"not xz at all")
+    with pytest.raises(PerfnetError, match="cannot read"):
+        perfnet.read(garbage)
+    with pytest.raises(perfnet.UsageError, match="unknown format 'perf'; one of trace, "):
+        perfnet.read(GOOD, format="perf")
