@@ -207,8 +207,7 @@ def _live(args: argparse.Namespace, command: Sequence[str] | None) -> int:
                 print(_event_line(rec, stream.topology), flush=True)
         finally:
             signal.signal(signal.SIGINT, previous)
-        trace = perfnet.Trace(records, perfnet.Variant.SCRIPT if args.record else perfnet.Variant.TRACE)
-        trace.topology, trace.partial, trace.capture_stats = stream.topology, stream.partial, stream.capture_stats
+        trace = stream.to_trace(records)
     print("\n--- summary" + (f" ({trace.partial})" if trace.partial else "") + " ---")
     _print_report(_report(trace))
     stats = trace.capture_stats

@@ -33,6 +33,7 @@ import contextlib
 import difflib
 import errno
 import fnmatch
+import itertools
 import json
 import os
 import queue
@@ -47,7 +48,7 @@ import threading
 import time
 import tty
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -1406,16 +1407,19 @@ class RecordStream(Iterator[Record]):
     def __init__(self, session: _Session) -> None:
         self._session = session
         self._items: Iterator[Item] | None = None
+        self._variant = Variant.SCRIPT if session.options.mode == "record" else Variant.TRACE
+        self._others: list[Item] = []  # LOST lines, perf's messages, unparsed lines
         self._done = False
 
     def __next__(self) -> Record:
         if self._done:
             raise StopIteration
         if self._items is None:
-            self._items = self._session.items()[1]
+            self._variant, self._items = self._session.items()
         for item in self._items:
             if isinstance(item, Record):
                 return item
+            self._others.append(item)
         self._done = True
         self._session.close()
         failure = self._session.failure()
@@ -1446,6 +1450,14 @@ class RecordStream(Iterator[Record]):
     def topology(self) -> Topology | None:
         """The namespaces' interfaces, snapshotted when tracing began (None before, or if unreadable)."""
         return self._session.topology
+
+    def to_trace(self, records: Iterable[Record]) -> Trace:
+        """A :class:`Trace` of the records handed out (``records``) and the messages and unparsed
+        lines this stream kept, with the capture's facts, as :func:`capture` would return."""
+        source = str(self._session.options.raw_output or "")
+        trace = Trace(itertools.chain(records, self._others), self._variant, source=source)
+        trace.partial, trace.capture_stats, trace.topology = self.partial, self.capture_stats, self.topology
+        return trace
 
 
 @contextlib.contextmanager

@@ -47,6 +47,10 @@ def test_trace_a_command_and_keep_raw_output(tmp_path: os.PathLike[str]) -> None
     queued = [line for line in out.stdout.splitlines() if "net:net_dev_queue" in line and " 98 " in line]
     assert len(queued) == 2 * 5
     assert f"{lab.bridge} " in queued[0]  # the bridge is in perfnet's namespace: written bare
+    summary = out.stdout.split("--- summary ---\n", 1)[1].splitlines()
+    assert summary[0] == f"source:  {raw}"
+    live_lines = [line for line in out.stdout.split("--- summary")[0].splitlines() if " ms  " in line]
+    assert summary[1].split()[:4] == ["format:", "trace", "events:", str(len(live_lines))]
     report = json.loads(subprocess.run([*PERFNET, "report", raw, "--json"], capture_output=True, text=True).stdout)
     assert report["packets"] == 4  # the topology saved beside the raw output labels the paths
     assert {(p["path"], p["count"]) for p in report["paths"]} == {
