@@ -69,7 +69,7 @@ class Trace:
         # was not), perf's own resource use and loss counters, and the namespaces' interfaces.
         self.partial: str | None = None
         self.capture_stats: Any = None
-        self.topology: Topology | None = None
+        self._topology: Topology | None = None
         for item in items:
             if isinstance(item, Record):
                 self._records.append(item)
@@ -137,19 +137,35 @@ class Trace:
         fields = pd.DataFrame.from_records([r.fields for r in records], index=common.index)
         return pd.concat([common, fields], axis=1).sort_values("time_ns", kind="stable", ignore_index=True)
 
+    @property
+    def topology(self) -> Topology | None:
+        """The capturing host's namespaces and interfaces, if known; setting it relabels packets."""
+        return self._topology
+
+    @topology.setter
+    def topology(self, topology: Topology | None) -> None:
+        self._topology = topology
+        for labelled in ("packets", "hops"):  # computed with the old topology (or none)
+            self.__dict__.pop(labelled, None)
+
     @cached_property
+    def _frames(self) -> paths.PathFrames:
+        # all path frames at once: they share one sorted, factorized view of the events
+        return paths.reconstruct(self.events)
+
+    @property
     def labels(self) -> pd.DataFrame:
         """Per event row (aligned with :attr:`events`): ``packet_id`` (-1: in no packet) and
         ``visit`` (position in that packet's path).  See :func:`perfnet.paths.segment`."""
-        return paths.segment(self.events)
+        return self._frames.labels
 
     @cached_property
     def packets(self) -> pd.DataFrame:
         """One row per packet lifetime: ``packet_id``, ``skbaddr``, ``start_ns``, ``end_ns``,
-        ``duration_ns``, ``path`` (devices in arrival order, ``br0>veth1>eth0``), ``n_events``,
-        ``len``, ``protocol``, ``kind``, ``end``, and ``netns_path`` when the capture has a topology
-        snapshot (``br0>veth1>eth0@ctr1``).  See :func:`perfnet.paths.packets`."""
-        packets = paths.packets(self.events, self.labels)
+        ``duration_ns``, ``transit_ns``, ``path`` (devices in arrival order, ``br0>veth1>eth0``),
+        ``n_events``, ``len``, ``protocol``, ``kind``, ``end``, and ``netns_path`` when the
+        capture has a topology snapshot (``br0>veth1>eth0@ctr1``).  See :func:`perfnet.paths.packets`."""
+        packets = self._frames.packets.copy()
         if self.topology is not None:
             # devices outside perfnet's namespace written name@netns, duplicates resolved by veth peers
             packets["netns_path"] = label_paths(packets["path"], self.topology)
@@ -160,23 +176,35 @@ class Trace:
         """One row per device-to-device step of each packet, with its ``latency_ns``; with a
         topology snapshot also ``from_netns_dev``/``to_netns_dev`` (``eth0@ctr1``), which tell
         apart devices of one name in different namespaces."""
-        hops = paths.hops(self.events, self.labels)
-        if self.topology is not None:
-            labels = self.packets.set_index("packet_id")["netns_path"].astype(str).str.split(">")
-            per_hop = hops["packet_id"].map(labels)
-            hops["from_netns_dev"] = [devs[i] for devs, i in zip(per_hop, hops["hop"], strict=True)]
-            hops["to_netns_dev"] = [devs[i + 1] for devs, i in zip(per_hop, hops["hop"], strict=True)]
+        hops = self._frames.hops.copy()
+        if self.topology is None or hops.empty:
+            return hops
+        # label each distinct path's steps once, then give every hop its step's labels
+        netns_path = hops["packet_id"].map(self.packets.set_index("packet_id")["netns_path"].astype(str))
+        steps = pd.DataFrame(
+            [
+                (path, i, devs[i], devs[i + 1])
+                for path in netns_path.unique()
+                for devs in [path.split(">")]
+                for i in range(len(devs) - 1)
+            ],
+            columns=["netns_path", "hop", "from_netns_dev", "to_netns_dev"],
+        )
+        keyed = pd.DataFrame({"netns_path": netns_path, "hop": hops["hop"]})
+        labelled = keyed.merge(steps, on=["netns_path", "hop"], how="left", sort=False)
+        hops["from_netns_dev"] = labelled["from_netns_dev"].to_numpy()
+        hops["to_netns_dev"] = labelled["to_netns_dev"].to_numpy()
         return hops
 
-    @cached_property
+    @property
     def stages(self) -> pd.DataFrame:
         """Time between consecutive stage events within one device visit (queue, xmit, rx ...)."""
-        return paths.stages(self.events, self.labels)
+        return self._frames.stages
 
-    @cached_property
+    @property
     def drops(self) -> pd.DataFrame:
         """``skb:kfree_skb`` counts by ``reason``, ``location`` and the packet's device."""
-        return paths.drops(self.events, self.labels)
+        return self._frames.drops
 
     @cached_property
     def messages(self) -> pd.DataFrame:

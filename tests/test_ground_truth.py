@@ -108,9 +108,21 @@ def test_netns_path_resolves_repeated_names_through_veth_peers() -> None:
     )
     namespaces = (Netns("root", 1, False), Netns(ctr1, 2, True), Netns(ctr2, 3, True))
     trace = perfnet.read(FIXTURES / "lab-trace.txt")
-    trace.topology = Topology("root", namespaces, links)
+    assert "netns_path" not in trace.packets and "from_netns_dev" not in trace.hops
+    trace.topology = Topology("root", namespaces, links)  # relabels frames computed before
     labelled = trace.packets.groupby("netns_path", observed=True).size().to_dict()
     assert labelled == {
         f"{BRIDGE}>{VETH}>eth0@{ctr1}>eth1@{ctr1}>eth0@{ctr2}": 26,
         f"eth0@{ctr2}>eth1@{ctr1}>eth0@{ctr1}>{VETH}>{BRIDGE}": 22,
+    }
+    hop_counts = trace.hops.groupby(["from_netns_dev", "to_netns_dev"]).size().to_dict()
+    assert hop_counts == {
+        (BRIDGE, VETH): 26,
+        (VETH, f"eth0@{ctr1}"): 26,
+        (f"eth0@{ctr1}", f"eth1@{ctr1}"): 26,
+        (f"eth1@{ctr1}", f"eth0@{ctr2}"): 26,
+        (f"eth0@{ctr2}", f"eth1@{ctr1}"): 22,
+        (f"eth1@{ctr1}", f"eth0@{ctr1}"): 22,
+        (f"eth0@{ctr1}", VETH): 22,
+        (VETH, BRIDGE): 22,
     }
