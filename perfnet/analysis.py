@@ -56,6 +56,23 @@ def _latency_summary(frame: pd.DataFrame, by: Sequence[str], column: str) -> pd.
     return summary.reset_index().sort_values("count", ascending=False, kind="stable", ignore_index=True)
 
 
+def with_namespaces(trace: Trace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The trace's ``packets`` and ``hops`` with device names qualified by namespace where the
+    capture has a topology snapshot (``path`` from ``netns_path``, ``from_dev``/``to_dev`` from
+    ``from_netns_dev``/``to_netns_dev``), so summaries keep ``eth0`` of two containers apart.
+
+    Returns:
+        ``(packets, hops)``: the frames as they are when there is no topology.
+    """
+    packets, hops = trace.packets, trace.hops
+    if "netns_path" not in packets:
+        return packets, hops
+    return (
+        packets.assign(path=packets["netns_path"]),
+        hops.assign(from_dev=hops["from_netns_dev"], to_dev=hops["to_netns_dev"]),
+    )
+
+
 def hop_latency(hops: pd.DataFrame, by: Sequence[str] = ("from_dev", "to_dev")) -> pd.DataFrame:
     """Latency from one device to the next, summarized per hop.
 

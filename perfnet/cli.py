@@ -90,10 +90,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 def _report(trace: perfnet.Trace) -> dict[str, Any]:
     """Everything ``perfnet report`` shows, as plain data (paths with namespaces where known)."""
-    packets, hops = trace.packets, trace.hops
-    if "netns_path" in packets:
-        packets = packets.assign(path=packets["netns_path"])
-        hops = hops.assign(from_dev=hops["from_netns_dev"], to_dev=hops["to_netns_dev"])
+    packets, hops = analysis.with_namespaces(trace)
     return {
         **_basics(trace),
         "packets": len(packets),

@@ -42,6 +42,7 @@ def _figure(draw: Callable[[Axes], Axes], size: tuple[float, float] = (9, 4.5)) 
 def render(trace: Trace) -> str:
     """The HTML text of the report for ``trace``."""
     name = html.escape(Path(trace.source).name if trace.source else "(stream)")
+    packets, hops = analysis.with_namespaces(trace)
     sections = [
         f"<h1>perfnet report: {name}</h1>",
         f"<p>Format <code>{trace.format}</code>, {len(trace.events)} events, {len(trace.packets)} packets, "
@@ -52,14 +53,14 @@ def render(trace: Trace) -> str:
     else:
         sections += [
             "<h2>Paths</h2>",
-            to_html(analysis.path_table(trace.packets)),
+            to_html(analysis.path_table(packets)),
             _figure(lambda ax: plot.path_frequency(trace, ax=ax)),
             "<h2>Hop latency</h2>",
-            to_html(analysis.hop_latency(trace.hops)),
+            to_html(analysis.hop_latency(hops)),
             _figure(lambda ax: plot.hop_latency(trace, ax=ax)),
             _figure(lambda ax: plot.latency_over_time(trace, ax=ax)),
             "<h2>Slowest packet</h2>",
-            to_html(analysis.slowest(trace.packets, n=5)),
+            to_html(analysis.slowest(packets, n=5)),
             _figure(lambda ax: plot.timeline(trace, ax=ax), size=(9, 4)),
             "<h2>Stages within devices</h2>",
             to_html(analysis.stage_latency(trace.stages)),

@@ -93,9 +93,10 @@ class Trace:
             f"<b>{name}</b>: format <code>{self.format}</code>, {len(self.events)} events, "
             f"{len(self.packets)} packets, {self.lost} lost, {len(self._errors)} unparsed lines"
         )
+        packets, hops = analysis.with_namespaces(self)
         return (
-            f"<div><p>{facts}</p><p>Paths</p>{to_html(analysis.path_table(self.packets).head(10))}"
-            f"<p>Hop latency</p>{to_html(analysis.hop_latency(self.hops))}</div>"
+            f"<div><p>{facts}</p><p>Paths</p>{to_html(analysis.path_table(packets).head(10))}"
+            f"<p>Hop latency</p>{to_html(analysis.hop_latency(hops))}</div>"
         )
 
     @property

@@ -126,3 +126,27 @@ def test_netns_path_resolves_repeated_names_through_veth_peers() -> None:
         (f"eth0@{ctr1}", VETH): 22,
         (VETH, BRIDGE): 22,
     }
+
+
+def test_every_view_of_a_trace_names_namespaces() -> None:
+    """The CLI report, the HTML report and Jupyter all show namespace-qualified paths and hops."""
+    from perfnet import analysis, html_report
+    from perfnet.topology import Link, Netns, Topology
+
+    ctr1, ctr2 = LAB["ctr1"], LAB["ctr2"]
+    trace = perfnet.read(FIXTURES / "lab-trace.txt")
+    trace.topology = Topology(
+        "root",
+        (Netns("root", 1, False), Netns(ctr1, 2, True), Netns(ctr2, 3, True)),
+        (
+            Link("root", BRIDGE, 10, "bridge", None, None, None, None),
+            Link("root", VETH, 11, "veth", BRIDGE, ctr1, "eth0", None),
+            Link(ctr1, "eth0", 2, "veth", None, "root", VETH, None),
+            Link(ctr1, "eth1", 3, "veth", None, ctr2, "eth0", None),
+            Link(ctr2, "eth0", 2, "veth", None, ctr1, "eth1", None),
+        ),
+    )
+    packets, hops = analysis.with_namespaces(trace)
+    assert len(analysis.hop_latency(hops)) == 8  # eth0 of ctr1 and ctr2 apart: 8 hops, not 6
+    qualified = f"eth0@{ctr2}&gt;eth1@{ctr1}"
+    assert qualified in trace._repr_html_() and qualified in html_report.render(trace)
