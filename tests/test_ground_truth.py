@@ -147,6 +147,7 @@ def test_every_view_of_a_trace_names_namespaces() -> None:
         ),
     )
     packets, hops = analysis.with_namespaces(trace)
+    assert analysis.path_table(packets)["count"].tolist() == [26, 22]
     assert len(analysis.hop_latency(hops)) == 8  # eth0 of ctr1 and ctr2 apart: 8 hops, not 6
     qualified = f"eth0@{ctr2}&gt;eth1@{ctr1}"
     assert qualified in trace._repr_html_() and qualified in html_report.render(trace)
