@@ -60,7 +60,7 @@ import psutil
 from perfnet.errors import PerfnetError, UsageError
 from perfnet.grammar import Variant
 from perfnet.kallsyms import Kallsyms, host_symbols, save_kallsyms
-from perfnet.reader import open_items
+from perfnet.reader import ANSI_ESCAPE, open_items
 from perfnet.records import Item, Message, Record
 from perfnet.schema import EventSchema, enum_tables_from_format, load_schemas
 from perfnet.topology import Topology, snapshot
@@ -100,23 +100,13 @@ _SAMPLE_INTERVAL: Final = 0.05  # s between samples of perf's memory and process
 _STDERR_LIMIT: Final = 1 << 20  # bytes of perf's stderr kept
 _TOOL_TIMEOUT: Final = 10.0  # s for helper commands (ip, perf --version, perf list)
 
-_ANSI: Final = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
+_ANSI: Final = re.compile(ANSI_ESCAPE.encode())
 
 # Events whose counts are compared with the interface counters: transmissions (net_dev_xmit
 # with rc 0, else net_dev_queue when only that was captured) and receptions.
 _XMIT: Final = "net:net_dev_xmit"
 _QUEUE: Final = "net:net_dev_queue"
 _RECEIVE: Final = "net:netif_receive_skb"
-_COUNTER_COLUMNS: Final = (
-    "netns",
-    "dev",
-    "tx_packets",
-    "rx_packets",
-    "tx_events",
-    "rx_events",
-    "namesakes",
-    "complete",
-)
 
 _INSTALL_HINT: Final = (
     "install perf: Debian `apt install linux-perf`; Ubuntu `apt install linux-tools-common "

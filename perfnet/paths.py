@@ -59,6 +59,9 @@ __all__ = [
 DEFAULT_GAP_NS: Final = 1_000_000
 """Default idle time (1 ms) after which an arrival at a new device is a new packet."""
 
+UNKNOWN_DEVICE: Final = "?"
+"""The device a path names where the event that opened a visit carried none."""
+
 NO_PACKET: Final = -1
 """``packet_id`` (and ``visit``) of events that belong to no packet."""
 
@@ -561,7 +564,7 @@ def _path_codes(view: _View, opening: IntArray) -> tuple[IntArray, ObjectArray]:
         :func:`_factorize`).
     """
     codes = view.dev[opening]
-    names = np.array([name if isinstance(name, str) else "?" for name in view.dev_names], dtype=object)
+    names = np.array([name if isinstance(name, str) else UNKNOWN_DEVICE for name in view.dev_names], dtype=object)
     counts = np.bincount(view.packet[opening], minlength=view.n_packets)
     offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
     path = np.full(view.n_packets, -1, dtype=np.int64)

@@ -253,7 +253,7 @@ def timeline(trace: Trace, packet_ids: int | Sequence[int] | None = None, ax: Ax
     Args:
         trace: the capture.
         packet_ids: a packet id, several, or None for the slowest packet (largest
-            ``duration_ns``).
+            ``transit_ns``, its time in the stack).
         ax: where to draw; default a new figure sized to the lanes.
 
     Returns:

@@ -40,7 +40,9 @@ from perfnet.schema import EventSchema
 
 Source = str | Path | IO[str] | IO[bytes] | Iterable[str] | Iterable[bytes]
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+ANSI_ESCAPE = r"\x1b\[[0-9;]*[A-Za-z]"
+"""The colour codes perf adds on a terminal (``LOST`` lines in red), removed from every line."""
+_ANSI = re.compile(ANSI_ESCAPE)
 
 # Non-event lines perf and ftrace print, by kind.  Order matters: first match wins.
 _MESSAGES: tuple[tuple[MessageKind, re.Pattern[str]], ...] = (

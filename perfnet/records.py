@@ -25,7 +25,9 @@ class Record:
     ``subsystem:name``.  ``fields`` holds every field of the event (including ``dev``,
     ``skbaddr`` and ``len``), typed: ints with their sign restored, pointers as ints,
     booleans, unquoted strings, drop reasons by name where the kernel's table is known.
-    Fields are also readable as attributes (``rec.mac_header``).
+    Fields are also readable as attributes (``rec.mac_header``), except where a field shares
+    its name with one of the record's own attributes (``comm``, ``cpu``, ``event`` ...): those
+    are the header's; ``rec.fields[name]`` always gives the field.
     """
 
     lineno: int

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from perfnet.errors import PerfnetError
+from perfnet.paths import UNKNOWN_DEVICE
 
 __all__ = [
     "COLUMNS",
@@ -48,9 +49,6 @@ SCHEMA_VERSION: Final = 1
 
 UNKNOWN_NETNS: Final = "?"
 """Written after ``@`` for a device whose namespace cannot be told: ``eth0@?``."""
-
-UNKNOWN_DEVICE: Final = "?"
-"""The device name :mod:`perfnet.paths` writes for an event without a device; kept as is."""
 
 COLUMNS: Final = ("netns", "name", "ifindex", "kind", "master", "peer_netns", "peer_name", "mac")
 """Columns of :attr:`Topology.interfaces`, in order (the fields of :class:`Link`)."""
@@ -689,6 +687,6 @@ def device_label(name: str, topology: Topology) -> str:
     """
     places = {link.netns for link in topology.links if link.name == name}
     if len(places) != 1:
-        return f"{name}@?" if places or name != UNKNOWN_DEVICE else name
+        return f"{name}@{UNKNOWN_NETNS}" if places or name != UNKNOWN_DEVICE else name
     place = places.pop()
     return name if place == topology.home else f"{name}@{place}"

@@ -131,7 +131,9 @@ class Trace:
 
         Returns:
             Columns ``time_ns``, ``comm``, ``tid``, ``cpu``, ``lineno``, ``callchain``, then the
-            event's fields in schema order; empty if the capture has no such event.
+            event's fields (in the order its print format, or for perf trace its schema, lists
+            them; values as the records type them, pandas infers each column's dtype); empty if
+            the capture has no such event.
         """
         records = [r for r in self._records if r.event == event]
         common = pd.DataFrame(_common_columns(records)).drop(columns="event")
