@@ -70,18 +70,10 @@ def load_kallsyms(path: str | Path) -> Kallsyms:
     return Kallsyms(array[order], tuple(names[i] for i in order))
 
 
-def save_kallsyms(dest: Path) -> None:
-    """Copy the text symbols of ``/proc/kallsyms`` to ``dest`` (gzip), unless their addresses are hidden."""
-    kept = []
-    with PROC_KALLSYMS.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            parts = line.split(maxsplit=2)
-            if len(parts) == 3 and parts[1] in ("t", "T"):
-                kept.append(line)
-    if not kept or all(int(line.split(maxsplit=1)[0], 16) == 0 for line in kept[:100]):
-        return  # kptr_restrict (or no privileges): every address reads as zero
+def save_kallsyms(symbols: Kallsyms, dest: Path) -> None:
+    """Write ``symbols`` to ``dest`` (gzip) in ``/proc/kallsyms`` format, for :func:`load_kallsyms`."""
     with gzip.open(dest, "wt", encoding="utf-8", compresslevel=6) as out:
-        out.writelines(kept)
+        out.writelines(f"{int(a):016x} T {name}\n" for a, name in zip(symbols.addresses, symbols.names, strict=True))
 
 
 def host_symbols() -> Kallsyms | None:

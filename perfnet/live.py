@@ -1228,8 +1228,9 @@ class _Session:
             with contextlib.suppress(OSError):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_text(text, encoding="utf-8")
-        with contextlib.suppress(OSError, ValueError):
-            save_kallsyms(Path(f"{raw}.kallsyms.gz"))
+        if self._symbols is not None:  # read once, when tracing began
+            with contextlib.suppress(OSError):
+                save_kallsyms(self._symbols, Path(f"{raw}.kallsyms.gz"))
         if self.topology is not None:
             with contextlib.suppress(Exception):
                 self.topology.save(f"{raw}.topology.json")
