@@ -646,6 +646,7 @@ def _hops(view: _View) -> pd.DataFrame:
         {
             "packet_id": view.packet[step],
             "hop": view.visit[step],
+            "start_ns": view.time[step],
             "from_dev": _categorical(view.dev[step], view.dev_names),
             "to_dev": _categorical(view.dev[to], view.dev_names),
             "from_event": _categorical(view.event[step], view.event_names),
@@ -732,7 +733,8 @@ def hops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         labels: what :func:`segment` returned for ``events``.
 
     Returns:
-        Columns ``packet_id``, ``hop`` (0-based step number), ``from_dev``, ``to_dev``,
+        Columns ``packet_id``, ``hop`` (0-based step number), ``start_ns`` (the arrival at
+        ``from_dev``), ``from_dev``, ``to_dev``,
         ``from_event``, ``to_event`` (the arrivals that opened the two visits) and
         ``latency_ns`` (arrival at ``to_dev`` minus arrival at ``from_dev``); sorted by
         packet and hop.

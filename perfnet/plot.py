@@ -296,11 +296,12 @@ def timeline(trace: Trace, packet_ids: int | Sequence[int] | None = None, ax: Ax
             label=_short(name),
             zorder=3,
         )
-    opened = events.groupby(["packet_id", "visit"])["time_ns"].min()
     hops = trace.hops[trace.hops["packet_id"].isin(ids)]
-    for pid, hop, latency in zip(hops["packet_id"], hops["hop"], hops["latency_ns"], strict=True):
-        start = ((opened[(pid, hop)] - t0) / 1000.0, lane_of[(pid, hop)])
-        end = ((opened[(pid, hop + 1)] - t0) / 1000.0, lane_of[(pid, hop + 1)])
+    for pid, hop, begun, latency in zip(
+        hops["packet_id"], hops["hop"], hops["start_ns"], hops["latency_ns"], strict=True
+    ):
+        start = ((begun - t0) / 1000.0, lane_of[(pid, hop)])
+        end = ((begun + latency - t0) / 1000.0, lane_of[(pid, hop + 1)])
         ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": "0.35", "lw": 1.2})
         if len(ids) == 1:
             middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
@@ -373,14 +374,6 @@ def stage_latency(data: Trace | pd.DataFrame, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def _hop_times(trace: Trace) -> pd.DataFrame:
-    """The hops frame with ``time_ns``: when the hop began (the arrival that opened its visit)."""
-    labels = trace.labels
-    events = trace.events[["time_ns"]].join(labels)[labels["visit"].to_numpy() >= 0]
-    opened = events.groupby(["packet_id", "visit"])["time_ns"].min().rename_axis(["packet_id", "hop"])
-    return trace.hops.merge(opened.reset_index(), on=["packet_id", "hop"], how="left")
-
-
 def latency_over_time(trace: Trace, hop: str | tuple[str, str] | None = None, ax: Axes | None = None) -> Axes:
     """The latency of one hop against capture time, one dot per packet: bursts and trends show up.
 
@@ -396,7 +389,7 @@ def latency_over_time(trace: Trace, hop: str | tuple[str, str] | None = None, ax
     Raises:
         UsageError: the capture has no such hop (the message lists the hops it has).
     """
-    hops = _hop_times(trace)
+    hops = trace.hops
     ax = _axes(ax, (10, 4.5))
     if hops.empty:
         return _empty(ax, "no hops in this capture", _title("Hop latency over time", trace))
@@ -412,7 +405,7 @@ def latency_over_time(trace: Trace, hop: str | tuple[str, str] | None = None, ax
         known = sorted({f"{a}>{b}" for a, b in zip(hops["from_dev"], hops["to_dev"], strict=True)})
         raise UsageError(f"no hop {src}>{dst} in {_source(trace) or 'this capture'}; hops: {known}")
     t0 = int(trace.events["time_ns"].min())
-    seconds = (rows["time_ns"].to_numpy() - t0) / 1e9
+    seconds = (rows["start_ns"].to_numpy() - t0) / 1e9
     latency = _us(rows["latency_ns"])
     ax.scatter(seconds, latency, s=12, alpha=0.7, label=f"{src} {ARROW} {dst} (n={len(rows)})")
     ax.axhline(float(np.median(latency)), color="0.3", linestyle="--", linewidth=1, label="median")

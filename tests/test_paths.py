@@ -226,6 +226,7 @@ def test_hop_latencies() -> None:
     assert hops.astype({c: str for c in ("from_dev", "to_dev", "from_event", "to_event")}).to_dict("list") == {
         "packet_id": [0, 0, 1, 1, 2, 2, 3, 3],
         "hop": [0, 1, 0, 1, 0, 1, 0, 1],
+        "start_ns": [0, 45_000, 168_000, 191_000, 289_000, 311_000, 533_000, 555_000],
         "from_dev": ["brx", "vethx0", "eth0", "vethx0", "brx", "vethx0", "eth0", "vethx0"],
         "to_dev": ["vethx0", "eth0", "vethx0", "brx", "vethx0", "eth0", "vethx0", "brx"],
         "from_event": [Q, Q, Q, RXE, Q, Q, Q, RXE],
