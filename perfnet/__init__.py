@@ -14,16 +14,14 @@ from perfnet.bundled import example_capture
 from perfnet.errors import ParseError, PerfnetError, SchemaError, UsageError
 from perfnet.grammar import Variant
 from perfnet.kallsyms import load_kallsyms
-from perfnet.live import (
-    CaptureStats,
+from perfnet.live import CaptureStats, capture, stream
+from perfnet.perf import (
     FilterError,
     PerfError,
     PerfNotFoundError,
     PerfPermissionError,
     TracedCommandError,
     UnknownEventError,
-    capture,
-    stream,
 )
 from perfnet.reader import Source, open_items
 from perfnet.records import BadLine, Item, Message, Record

@@ -30,9 +30,7 @@ How a capture runs, and why:
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
-import fnmatch
 import itertools
 import json
 import os
@@ -58,38 +56,32 @@ import pandas as pd
 import psutil
 
 from perfnet.errors import PerfnetError, UsageError
+from perfnet.filters import check_filter
 from perfnet.grammar import Variant
 from perfnet.kallsyms import Kallsyms, host_symbols, save_kallsyms
+from perfnet.perf import (
+    TOOL_TIMEOUT,
+    PerfError,
+    TracedCommandError,
+    expand_events,
+    format_text,
+    perf_binary,
+    perf_error,
+    perf_message,
+    perf_version,
+    read_perf_data,
+    tracepoints,
+)
 from perfnet.reader import ANSI_ESCAPE, open_items
 from perfnet.records import Item, Message, Record
 from perfnet.schema import EventSchema, enum_tables_from_format, load_schemas
 from perfnet.topology import Topology, snapshot
 from perfnet.trace import Trace
 
-__all__ = [
-    "PERF_DATA_MAGIC",
-    "CaptureStats",
-    "FilterError",
-    "PerfError",
-    "PerfNotFoundError",
-    "PerfPermissionError",
-    "RecordStream",
-    "TracedCommandError",
-    "UnknownEventError",
-    "capture",
-    "is_perf_data",
-    "read_perf_data",
-    "stream",
-    "validate_filter",
-]
+__all__ = ["CaptureStats", "RecordStream", "capture", "stream"]
 
 Mode = Literal["trace", "record"]
 
-PERF_DATA_MAGIC: Final = b"PERFILE2"
-"""The first bytes of a ``perf record`` data file (file and pipe mode alike)."""
-
-_TRACEFS_ROOTS: Final = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
-_PARANOID: Final = Path("/proc/sys/kernel/perf_event_paranoid")
 
 _START_TIMEOUT: Final = 60.0  # s perf may take to open its events and start its workload
 _COMMAND_GRACE: Final = 3.0  # s between asking the command to stop (SIGINT) and SIGKILL
@@ -98,7 +90,6 @@ _SIGNAL_GRACE: Final = 2.0  # s between SIGINT, SIGTERM and SIGKILL when perf it
 _LEFTOVER_GRACE: Final = 1.0  # s between SIGTERM and SIGKILL for processes the command left behind
 _SAMPLE_INTERVAL: Final = 0.05  # s between samples of perf's memory and process tree
 _STDERR_LIMIT: Final = 1 << 20  # bytes of perf's stderr kept
-_TOOL_TIMEOUT: Final = 10.0  # s for helper commands (ip, perf --version, perf list)
 
 _ANSI: Final = re.compile(ANSI_ESCAPE.encode())
 
@@ -107,63 +98,6 @@ _ANSI: Final = re.compile(ANSI_ESCAPE.encode())
 _XMIT: Final = "net:net_dev_xmit"
 _QUEUE: Final = "net:net_dev_queue"
 _RECEIVE: Final = "net:netif_receive_skb"
-
-_INSTALL_HINT: Final = (
-    "install perf: Debian `apt install linux-perf`; Ubuntu `apt install linux-tools-common "
-    "linux-tools-$(uname -r)`; Fedora `dnf install perf`"
-)
-_PERMISSION_MARKERS: Final = (
-    "No permission",
-    "Permission denied",
-    "perf_event_paranoid",
-    "EACCES",
-    "Access to performance monitoring",
-    "not owned by current user",
-)
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-
-class PerfError(PerfnetError):
-    """perf could not run, or failed; the message ends with a hint on what to do."""
-
-
-class PerfNotFoundError(PerfError):
-    """There is no ``perf`` on PATH."""
-
-
-class PerfPermissionError(PerfError):
-    """perf is not allowed to trace (not root, ``perf_event_paranoid``, tracefs permissions)."""
-
-
-class UnknownEventError(PerfError):
-    """perf does not know an event; ``event`` names it, ``suggestions`` are the closest real ones."""
-
-    def __init__(self, message: str, event: str, suggestions: Sequence[str]) -> None:
-        super().__init__(message)
-        self.event = event
-        self.suggestions = tuple(suggestions)
-
-
-class FilterError(PerfError):
-    """A ``filter`` expression is not valid for the event it applies to (checked before perf runs)."""
-
-
-class TracedCommandError(PerfError):
-    """The traced command could not start, or exited with a non-zero status.
-
-    Attributes:
-        trace: what was captured until the command ended (its ``partial`` says why), or None
-            when the command never ran or the records were streamed (:func:`stream`).
-        returncode: the command's exit status (negative: killed by that signal; 127: not found,
-            126: not executable).
-    """
-
-    def __init__(self, message: str, trace: Trace | None, returncode: int) -> None:
-        super().__init__(message)
-        self.trace = trace
-        self.returncode = returncode
 
 
 # --- results --------------------------------------------------------------------------------
@@ -217,309 +151,10 @@ class CaptureStats:
         return self.cpu_user_s + self.cpu_system_s
 
 
-# --- perf recordings ------------------------------------------------------------------------
-
-
-def is_perf_data(path: str | Path) -> bool:
-    """Whether a file is a ``perf record`` recording (it starts with :data:`PERF_DATA_MAGIC`)."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(len(PERF_DATA_MAGIC)) == PERF_DATA_MAGIC
-    except OSError:
-        return False
-
-
-def read_perf_data(path: str | Path) -> Iterator[str]:
-    """The lines of ``perf script -i path --show-lost-events``, streamed while perf script runs.
-
-    Lines come without their line ends.  Closing the iterator early ends perf script.
-
-    Raises:
-        PerfNotFoundError: there is no perf on PATH.
-        PerfPermissionError: perf refuses the file (e.g. it belongs to another user).
-        PerfError: perf script failed (a damaged or truncated recording).
-    """
-    argv = [_perf_binary(), "script", "-i", str(path), "--show-lost-events"]
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-        assert proc.stdout is not None
-        try:
-            for raw in proc.stdout:
-                yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            proc.stdout.close()
-        if proc.returncode != 0:
-            err.seek(0)
-            stderr = err.read().decode("utf-8", errors="replace")
-            raise _perf_error(stderr, proc.returncode, argv)
-
-
-# --- filters --------------------------------------------------------------------------------
-
-_COMMON_FIELDS: Final = {
-    "common_type": False,
-    "common_flags": False,
-    "common_preempt_count": False,
-    "common_pid": False,
-    "CPU": False,
-    "cpu": False,
-    "COMM": True,
-    "comm": True,
-}
-_FILTER_TOKEN: Final = re.compile(
-    r"""\s*(?:
-        (?P<logic>&&|\|\|)
-      | (?P<op>==|!=|<=|>=|<|>|&|~)
-      | (?P<not>!)
-      | (?P<paren>[()])
-      | (?P<string>"[^"]*"|'[^']*')
-      | (?P<word>[^\s()&|!=<>~"']+)
-    )""",
-    re.VERBOSE,
-)
-_NUMBER: Final = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|\d+)")
-_IDENT: Final = re.compile(r"[A-Za-z_]\w*")
-_STRING_OPS: Final = ("==", "!=", "~")
-_FORMAT_FIELD: Final = re.compile(r"^\s*field:(?P<decl>[^;]+);", re.MULTILINE)
-_DECL: Final = re.compile(r"^(?P<ctype>.*?)\s*(?P<name>\w+)\s*(?P<array>\[[^\]]*\])?$")
-
-
-class _FilterSyntaxError(Exception):
-    def __init__(self, pos: int, message: str) -> None:
-        super().__init__(message)
-        self.pos = pos
-        self.message = message
-
-
-def _format_fields(text: str) -> dict[str, bool]:
-    """Field name -> whether it is a string, from a tracefs ``format`` file."""
-    fields = {}
-    for match in _FORMAT_FIELD.finditer(text):
-        decl = _DECL.match(match["decl"].strip())
-        if decl:
-            ctype = decl["ctype"]
-            fields[decl["name"]] = "char" in ctype and bool(decl["array"] or "[]" in ctype or "*" in ctype)
-    return fields
-
-
-def _schema_fields(schema: EventSchema) -> tuple[dict[str, bool], dict[str, str]]:
-    """Field names the kernel knows (struct members) -> is-string, and print labels -> member.
-
-    A schema field's ``aliases`` are what perf trace's printer prints: the struct member, which
-    is what filters use (``name``, where every other printer labels the device ``dev``).
-    """
-    fields: dict[str, bool] = {}
-    renamed: dict[str, str] = {}
-    for f in schema.fields:
-        member = f.aliases[0] if f.aliases else f.name
-        fields[member] = f.kind == "str"
-        if member != f.name:
-            renamed[f.name] = member
-    return fields, renamed
-
-
-def validate_filter(
-    expression: str, event: str, fields: Mapping[str, bool] | None, renamed: Mapping[str, str] | None = None
-) -> None:
-    """Check a tracepoint filter (perf's ``--filter``, the kernel's event filter syntax).
-
-    Predicates ``field op value`` with ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``&`` (numbers)
-    or ``==``, ``!=``, ``~`` (strings, ``~`` a glob), joined by ``&&``/``||``, negated with ``!``,
-    grouped with parentheses.  The common fields (``common_pid``, ...) and ``CPU``/``COMM`` are
-    always allowed.
-
-    Args:
-        expression: the filter.
-        event: the event (or pattern) it applies to, for the message.
-        fields: the event's fields: name -> whether it is a string; None if unknown (then only
-            the syntax and the common fields are checked).
-        renamed: labels that name a field differently in filters (``dev`` -> ``name``).
-
-    Raises:
-        FilterError: with the offending position marked and a hint.
-    """
-    known = None if fields is None else {**_COMMON_FIELDS, **fields}
-    try:
-        _FilterParser(expression, known, renamed or {}).parse()
-    except _FilterSyntaxError as exc:
-        caret = " " * exc.pos + "^"
-        raise FilterError(
-            f"invalid filter for {event}: {exc.message}\n  {expression}\n  {caret}\n"
-            "hint: predicates are `field op value` (ops == != < <= > >= & for numbers, == != ~ for strings), "
-            f"joined with && and ||, grouped with ( ); fields of {event}: {', '.join(sorted(fields or ())) or '?'}"
-        ) from None
-
-
-class _FilterParser:
-    """Recursive-descent checker for the kernel's filter grammar (nothing is evaluated)."""
-
-    def __init__(self, text: str, fields: Mapping[str, bool] | None, renamed: Mapping[str, str]) -> None:
-        self.text = text
-        self.fields = fields
-        self.renamed = renamed
-        self.tokens: list[tuple[str, str, int]] = []
-        pos = 0
-        while pos < len(text):
-            if not text[pos:].strip():
-                break
-            match = _FILTER_TOKEN.match(text, pos)
-            if match is None or match.lastgroup is None:
-                raise _FilterSyntaxError(len(text) - len(text[pos:].lstrip()), "unexpected character")
-            self.tokens.append((match.lastgroup, match[match.lastgroup], match.start(match.lastgroup)))
-            pos = match.end()
-        self.i = 0
-
-    def parse(self) -> None:
-        if not self.tokens:
-            raise _FilterSyntaxError(0, "empty filter")
-        self._or()
-        if self.i < len(self.tokens):
-            _, value, pos = self.tokens[self.i]
-            raise _FilterSyntaxError(pos, f"expected && or || before {value!r}")
-
-    def _peek(self) -> tuple[str, str, int] | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def _take(self, what: str) -> tuple[str, str, int]:
-        token = self._peek()
-        if token is None:
-            raise _FilterSyntaxError(len(self.text), f"expected {what} at the end")
-        self.i += 1
-        return token
-
-    def _or(self) -> None:
-        self._and()
-        while (token := self._peek()) is not None and token[1] == "||":
-            self.i += 1
-            self._and()
-
-    def _and(self) -> None:
-        self._unary()
-        while (token := self._peek()) is not None and token[1] == "&&":
-            self.i += 1
-            self._unary()
-
-    def _unary(self) -> None:
-        kind, value, pos = self._take("a predicate")
-        if kind == "not":
-            self._unary()
-        elif value == "(":
-            self._or()
-            kind, value, pos = self._take("')'")
-            if value != ")":
-                raise _FilterSyntaxError(pos, f"expected ')' instead of {value!r}")
-        elif kind == "word":
-            self._predicate(value, pos)
-        else:
-            raise _FilterSyntaxError(pos, f"expected a field name instead of {value!r}")
-
-    def _predicate(self, name: str, pos: int) -> None:
-        if not _IDENT.fullmatch(name):
-            raise _FilterSyntaxError(pos, f"{name!r} is not a field name")
-        fields = self.fields if self.fields is not None else _COMMON_FIELDS
-        if self.fields is not None and name not in fields:
-            raise _FilterSyntaxError(pos, self._unknown_field(name, fields))
-        kind, op, op_pos = self._take("an operator")
-        if kind != "op":
-            raise _FilterSyntaxError(op_pos, f"expected an operator (== != < <= > >= & ~) instead of {op!r}")
-        kind, value, value_pos = self._take("a value")
-        if kind not in ("word", "string"):
-            raise _FilterSyntaxError(value_pos, f"expected a value instead of {value!r}")
-        if name not in fields:
-            return  # a field of an event perfnet has no description of: the kernel checks it
-        if fields[name]:
-            if op not in _STRING_OPS:
-                raise _FilterSyntaxError(op_pos, f"{name} is a string: compare it with ==, != or ~")
-        elif op == "~":
-            raise _FilterSyntaxError(op_pos, f"{name} is a number: ~ (glob match) is for strings")
-        elif kind == "string" or not _NUMBER.fullmatch(value):
-            raise _FilterSyntaxError(value_pos, f"{name} is a number, {value} is not")
-
-    def _unknown_field(self, name: str, fields: Mapping[str, bool]) -> str:
-        if name in self.renamed:
-            return f"no field {name!r}: in filters it is called {self.renamed[name]!r}"
-        close = difflib.get_close_matches(name, list(fields), n=1)
-        return f"no field {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-
-
-def _check_filter(expression: str, spec: str, schemas: Mapping[str, EventSchema]) -> None:
-    """Validate ``expression`` against every event ``spec`` (maybe a glob) expands to.
-
-    Fields come from perfnet's schemas; an event without one is read from tracefs, which only
-    works with privileges (unreadable: only the syntax is checked, the kernel checks the rest).
-    """
-    matched = [event for event in schemas if fnmatch.fnmatchcase(event, spec)]
-    if not matched:
-        fmt = _format_text(spec) if ":" in spec and not any(c in spec for c in "*?[") else None
-        validate_filter(expression, spec, _format_fields(fmt) if fmt is not None else None)
-        return
-    for event in matched:
-        fields, renamed = _schema_fields(schemas[event])
-        validate_filter(expression, event, fields, renamed)
-
-
-# --- tracefs, perf and ip helpers -----------------------------------------------------------
-
-
-def _perf_binary() -> str:
-    perf = shutil.which("perf")
-    if perf is None:
-        raise PerfNotFoundError(f"perf is not on PATH ({os.environ.get('PATH', '')!r})\nhint: {_INSTALL_HINT}")
-    return perf
-
-
-def _perf_version(perf: str) -> str:
-    try:
-        out = subprocess.run([perf, "--version"], capture_output=True, text=True, timeout=_TOOL_TIMEOUT).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.strip().removeprefix("perf version ").strip()
-
-
-def _tracefs_events() -> Path | None:
-    for root in _TRACEFS_ROOTS:
-        with contextlib.suppress(OSError):
-            if (root / "available_events").is_file():
-                return root / "events"
-    return None
-
-
-def _format_text(event: str) -> str | None:
-    """The tracefs ``format`` file of ``subsystem:name``, None if unreadable or missing."""
-    events = _tracefs_events()
-    sub, _, name = event.partition(":")
-    if events is None or not name:
-        return None
-    try:
-        return (events / sub / name / "format").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-
-
-def _tracepoints() -> list[str]:
-    """Every tracepoint the kernel has (``subsystem:name``): tracefs, else ``perf list``."""
-    events = _tracefs_events()
-    if events is not None:
-        with contextlib.suppress(OSError):
-            return (events.parent / "available_events").read_text().split()
-    with contextlib.suppress(OSError, subprocess.SubprocessError, PerfNotFoundError):
-        argv = [_perf_binary(), "list", "--raw-dump", "tracepoint"]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=_TOOL_TIMEOUT).stdout.split()
-    return []
-
-
-def _expand(specs: Sequence[str], available: Sequence[str]) -> list[str]:
-    """The tracepoints ``specs`` (globs allowed, as perf takes them) select, in kernel order."""
-    return [event for event in available if any(fnmatch.fnmatchcase(event, spec) for spec in specs)]
-
-
 def _ip_links(netns: str | None) -> list[dict[str, Any]]:
     argv = ["ip", *(["-n", netns] if netns else []), "-s", "-j", "link", "show"]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TOOL_TIMEOUT)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT)
         links: list[dict[str, Any]] = json.loads(proc.stdout) if proc.returncode == 0 else []
     except (OSError, subprocess.SubprocessError, ValueError):
         return []
@@ -528,7 +163,7 @@ def _ip_links(netns: str | None) -> list[dict[str, Any]]:
 
 def _netns_names() -> list[str]:
     try:
-        proc = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True, timeout=_TOOL_TIMEOUT)
+        proc = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True, timeout=TOOL_TIMEOUT)
         return [str(ns["name"]) for ns in json.loads(proc.stdout or "[]")] if proc.returncode == 0 else []
     except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
         return []
@@ -594,57 +229,6 @@ class _Tally:
 
     def rx_events(self, dev: str) -> int | None:
         return self.rx[dev] if self.rx_captured else None
-
-
-# --- errors from perf's stderr --------------------------------------------------------------
-
-
-def _perf_message(stderr: str) -> str:
-    """perf's error text without its usage screen."""
-    text = stderr.split("\n Usage:", 1)[0]
-    return "\n".join(line.rstrip() for line in text.strip().splitlines() if line.strip())
-
-
-def _paranoid() -> str:
-    try:
-        return _PARANOID.read_text().strip()
-    except OSError:
-        return "?"
-
-
-def _perf_error(stderr: str, returncode: int, argv: Sequence[str]) -> PerfError:
-    """Classify perf's failure from what it printed."""
-    message = _perf_message(stderr) or f"perf exited with status {returncode} and printed nothing"
-    if any(marker in stderr for marker in _PERMISSION_MARKERS):
-        return PerfPermissionError(
-            f"perf is not allowed to trace:\n{message}\n"
-            "hint: run as root, or give perf CAP_PERFMON (Linux >= 5.8) or CAP_SYS_ADMIN; tracepoints also "
-            "need read access to tracefs (`sudo mount -o remount,mode=755 /sys/kernel/tracing`) and a low "
-            f"kernel.perf_event_paranoid (now {_paranoid()}; `sudo sysctl kernel.perf_event_paranoid=-1`)"
-        )
-    event = re.search(r"event syntax error: '([^']*)'", stderr)
-    if event is not None:
-        return _unknown_event(event[1], message)
-    bad_filter = re.search(r'[Ff]ailed to set filter "(.*)" on event (\S+)', stderr)
-    if bad_filter is not None:
-        return FilterError(
-            f"the kernel refused filter {bad_filter[1]!r} on {bad_filter[2]}:\n{message}\n"
-            f"hint: check the fields of {bad_filter[2]} (tracefs events/.../format); a filter after an "
-            "event pattern must suit every event the pattern matches"
-        )
-    return PerfError(f"perf failed (exit status {returncode}): {shlex.join(argv)}\n{message}")
-
-
-def _unknown_event(event: str, message: str) -> UnknownEventError:
-    known = _tracepoints()
-    sub, _, name = event.partition(":")
-    if name and any(c in name for c in "*?["):
-        subsystems = sorted({t.partition(":")[0] for t in known})
-        suggestions = [f"{s}:{name}" for s in difflib.get_close_matches(sub, subsystems, n=3)]
-    else:
-        suggestions = difflib.get_close_matches(event, known, n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(suggestions)}?" if suggestions else "see `perf list tracepoint`"
-    return UnknownEventError(f"perf does not know the event {event!r}:\n{message}\nhint: {hint}", event, suggestions)
 
 
 # --- the supervisor: perf's workload --------------------------------------------------------
@@ -830,13 +414,13 @@ class _Session:
             PerfError: (a subclass of) perf did not start, or the command cannot.
         """
         opts = self.options
-        perf = _perf_binary()
+        perf = perf_binary()
         if opts.command:
             _check_command(opts.command)
         schemas = load_schemas()
         if opts.filter is not None:
-            _check_filter(opts.filter, opts.events[-1], schemas)
-        self._perf_version = _perf_version(perf)
+            check_filter(opts.filter, opts.events[-1], schemas)
+        self._perf_version = perf_version(perf)
         try:
             self._launch(perf)
             self._await_ready()
@@ -916,7 +500,7 @@ class _Session:
             if self._perf_done.is_set():
                 self._join_threads()
                 stderr = self._stderr.decode("utf-8", errors="replace")
-                raise _perf_error(stderr, self.perf_returncode or 0, self._argv)
+                raise perf_error(stderr, self.perf_returncode or 0, self._argv)
             if time.monotonic() > deadline:
                 raise PerfError(
                     f"perf did not start tracing within {_START_TIMEOUT:g} s: {shlex.join(self._argv)}\n"
@@ -925,11 +509,11 @@ class _Session:
 
     def _go(self, schemas: Mapping[str, EventSchema]) -> None:
         """Tracing is live: note what is captured, read the counters, start the command."""
-        available = _tracepoints()
-        captured = _expand(self.options.events, available or list(schemas))
+        available = tracepoints()
+        captured = expand_events(self.options.events, available or list(schemas))
         self.tally = _Tally(set(captured))
         for event in captured:
-            text = _format_text(event)
+            text = format_text(event)
             if text is not None:
                 self._formats[event] = text
         self._symbols = host_symbols()
@@ -1166,7 +750,7 @@ class _Session:
             self._raw.close()
         rc = self.perf_returncode
         if rc and not self._killed and self._ready.is_set() and self.partial is None:
-            last = _perf_message(self._stderr.decode("utf-8", errors="replace")).rpartition("\n")[2]
+            last = perf_message(self._stderr.decode("utf-8", errors="replace")).rpartition("\n")[2]
             self.partial = f"perf exited with status {rc}" + (f": {last}" if last else "")
         if self._ready.is_set():
             self._write_side_files()

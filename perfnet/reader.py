@@ -35,6 +35,7 @@ from perfnet.grammar import (
     parse_header_grammar,
 )
 from perfnet.kallsyms import Kallsyms
+from perfnet.perf import is_perf_data, read_perf_data
 from perfnet.records import BadLine, Item, Message, MessageKind, Record
 from perfnet.schema import EventSchema
 
@@ -85,12 +86,9 @@ def open_lines(source: Source) -> Iterator[str]:
             yield from (_decode(line) for line in sys.stdin.buffer)
             return
         path = Path(source)
-        if path.suffix not in (".gz", ".bz2", ".xz", ".zst"):
-            from perfnet.live import is_perf_data, read_perf_data  # perfnet.live builds on this module
-
-            if is_perf_data(path):
-                yield from (_decode(line) for line in read_perf_data(path))
-                return
+        if path.suffix not in (".gz", ".bz2", ".xz", ".zst") and is_perf_data(path):
+            yield from (_decode(line) for line in read_perf_data(path))
+            return
         openers: Mapping[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
         import zstandard
 

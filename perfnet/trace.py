@@ -180,8 +180,10 @@ class Trace:
         topology snapshot also ``from_netns_dev``/``to_netns_dev`` (``eth0@ctr1``), which tell
         apart devices of one name in different namespaces."""
         hops = self._frames.hops.copy()
-        if self.topology is None or hops.empty:
+        if self.topology is None:
             return hops
+        if hops.empty:
+            return hops.assign(from_netns_dev=pd.Series(dtype=object), to_netns_dev=pd.Series(dtype=object))
         # label each distinct path's steps once, then give every hop its step's labels
         netns_path = hops["packet_id"].map(self.packets.set_index("packet_id")["netns_path"].astype(str))
         steps = pd.DataFrame(

@@ -31,20 +31,18 @@ import pytest
 from conftest import run_as_nobody
 
 import perfnet
+from perfnet.filters import validate_filter
 from perfnet.kallsyms import load_kallsyms
 from perfnet.lab import Lab, require_root_and_tools
-from perfnet.live import (
-    CaptureStats,
+from perfnet.live import CaptureStats, capture, stream
+from perfnet.perf import (
     FilterError,
     PerfError,
     PerfNotFoundError,
     TracedCommandError,
     UnknownEventError,
-    capture,
     is_perf_data,
     read_perf_data,
-    stream,
-    validate_filter,
 )
 
 REASON = require_root_and_tools()
