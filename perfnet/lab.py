@@ -71,6 +71,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from perfnet.errors import PerfnetError, UsageError
+from perfnet.topology import ip_links, netns_names, packet_counters
 
 __all__ = [
     "HttpServer",
@@ -161,21 +162,6 @@ def _run(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> s
 
 def _ns_argv(netns: str | None, argv: Sequence[str]) -> list[str]:
     return ["ip", "netns", "exec", netns, *argv] if netns else list(argv)
-
-
-def _list_netns() -> list[str]:
-    proc = _run(["ip", "-j", "netns", "list"], check=False)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return []
-    return [str(entry["name"]) for entry in json.loads(proc.stdout)]
-
-
-def _list_links(netns: str | None = None) -> list[dict[str, Any]]:
-    proc = _run(_ns_argv(netns, ["ip", "-s", "-j", "link", "show"]), check=False)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return []
-    links: list[dict[str, Any]] = json.loads(proc.stdout)
-    return links
 
 
 def _link_exists(ifname: str) -> bool:
@@ -274,7 +260,7 @@ def _tag_in_use(names: LabNames) -> bool:
     return (
         (state is not None and _owner_alive(state))
         or any(_link_exists(n) for n in names.root_links)
-        or bool({names.ctr1, names.ctr2} & set(_list_netns()))
+        or bool({names.ctr1, names.ctr2} & set(netns_names()))
     )
 
 
@@ -539,19 +525,13 @@ class Lab:
         Root netns: only this lab's links (bridge, host veth); lab namespaces:
         every link (including ``lo``).
         """
-        out: dict[tuple[str | None, str], tuple[int, int]] = {}
-        where: list[str | None] = [None, *self.namespaces]
-        for ns in where:
-            for link in _list_links(ns):
-                name = str(link["ifname"])
-                if ns is None and name not in self.names.root_links:
-                    continue
-                stats = link.get("stats64") or link.get("stats") or {}
-                out[(ns, name)] = (
-                    int(stats["tx"]["packets"]),
-                    int(stats["rx"]["packets"]),
-                )
-        return out
+        places: list[str | None] = [None, *self.namespaces]
+        return {
+            (ns, dev): packets
+            for ns in places
+            for dev, packets in packet_counters(ns).items()
+            if ns is not None or dev in self.names.root_links
+        }
 
     # --- lifecycle -----------------------------------------------------------
     def __enter__(self) -> Self:
@@ -702,7 +682,7 @@ class Lab:
 
         # belt and braces: per-interface IPv6 off inside the namespaces too
         for ns in self.namespaces:
-            for link in _list_links(ns):
+            for link in ip_links(ns):
                 sysctl(ns, f"net.ipv6.conf.{link['ifname']}.disable_ipv6", "1")
 
         # 4. static permanent neighbours (no ARP ever) -- before anything goes up
@@ -748,7 +728,7 @@ class Lab:
         while True:
             missing = []
             for ns, ifs in want.items():
-                state = {str(link["ifname"]): link.get("operstate") for link in _list_links(ns)}
+                state = {str(link["ifname"]): link.get("operstate") for link in ip_links(ns)}
                 missing += [f"{ns or 'root'}/{i}" for i in ifs if state.get(i) != "UP"]
             if not missing:
                 return
@@ -758,7 +738,7 @@ class Lab:
 
     def leftovers(self) -> list[str]:
         """Objects of this lab that still exist (``"netns:NAME"``/``"link:NAME"``)."""
-        present = set(_list_netns())
+        present = set(netns_names())
         left = [f"netns:{ns}" for ns in (self.ctr1, self.ctr2) if ns in present]
         left += [f"link:{ln}" for ln in self.names.root_links if _link_exists(ln)]
         return left
@@ -791,7 +771,7 @@ class Lab:
 
 def _destroy(names: LabNames, timeout: float = 10.0) -> None:
     """Remove all objects named by ``names``; missing objects are fine."""
-    present = set(_list_netns())
+    present = set(netns_names())
     for ns in (names.ctr2, names.ctr1):
         if ns not in present:
             continue
@@ -808,7 +788,7 @@ def _destroy(names: LabNames, timeout: float = 10.0) -> None:
             _run(["ip", "netns", "del", ns], check=False)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(_link_exists(ln) for ln in names.root_links) and not ({names.ctr1, names.ctr2} & set(_list_netns())):
+        if not any(_link_exists(ln) for ln in names.root_links) and not ({names.ctr1, names.ctr2} & set(netns_names())):
             return
         time.sleep(0.05)
 
@@ -835,13 +815,13 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
     link_re = re.compile(rf"^{p}(?:br|v){tag_pat}$")
     candidates: dict[str, list[str]] = {}
     marked: set[str] = set()
-    for ns in _list_netns():
+    for ns in netns_names():
         m = ns_re.match(ns)
         if m:
             candidates.setdefault(m.group(1), []).append(f"netns:{ns}")
-            if any(str(ln.get("ifalias", "")) == f"{ALIAS_PREFIX} {m.group(1)}" for ln in _list_links(ns)):
+            if any(str(ln.get("ifalias", "")) == f"{ALIAS_PREFIX} {m.group(1)}" for ln in ip_links(ns)):
                 marked.add(m.group(1))
-    for link in _list_links(None):
+    for link in ip_links(None):
         name = str(link.get("ifname", ""))
         m = link_re.match(name)
         if m:
@@ -866,7 +846,7 @@ def cleanup_stale(prefix: str = PREFIX) -> list[str]:
             _destroy(LabNames.for_tag(tag, prefix))
             removed.extend(objs)
             names = LabNames.for_tag(tag, prefix)
-            still = [ns for ns in (names.ctr1, names.ctr2) if ns in set(_list_netns())]
+            still = [ns for ns in (names.ctr1, names.ctr2) if ns in set(netns_names())]
             still += [ln for ln in names.root_links if _link_exists(ln)]
             if not still:
                 with contextlib.suppress(OSError):

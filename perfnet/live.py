@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-import json
 import os
 import queue
 import re
@@ -50,7 +49,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Final, Literal
+from typing import IO, Final, Literal
 
 import pandas as pd
 import psutil
@@ -60,7 +59,6 @@ from perfnet.filters import check_filter
 from perfnet.grammar import Variant
 from perfnet.kallsyms import Kallsyms, host_symbols, save_kallsyms
 from perfnet.perf import (
-    TOOL_TIMEOUT,
     PerfError,
     TracedCommandError,
     expand_events,
@@ -75,7 +73,7 @@ from perfnet.perf import (
 from perfnet.reader import ANSI_ESCAPE, open_items
 from perfnet.records import Item, Message, Record
 from perfnet.schema import EventSchema, enum_tables_from_format, load_schemas
-from perfnet.topology import Topology, snapshot
+from perfnet.topology import Topology, netns_names, packet_counters, snapshot
 from perfnet.trace import Trace
 
 __all__ = ["CaptureStats", "RecordStream", "capture", "stream"]
@@ -151,36 +149,14 @@ class CaptureStats:
         return self.cpu_user_s + self.cpu_system_s
 
 
-def _ip_links(netns: str | None) -> list[dict[str, Any]]:
-    argv = ["ip", *(["-n", netns] if netns else []), "-s", "-j", "link", "show"]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT)
-        links: list[dict[str, Any]] = json.loads(proc.stdout) if proc.returncode == 0 else []
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return []
-    return links
-
-
-def _netns_names() -> list[str]:
-    try:
-        proc = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True, timeout=TOOL_TIMEOUT)
-        return [str(ns["name"]) for ns in json.loads(proc.stdout or "[]")] if proc.returncode == 0 else []
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
-        return []
-
-
 Counters = dict[tuple[str | None, str], tuple[int, int]]
 
 
 def _link_counters() -> Counters:
     """``(netns or None, dev) -> (tx_packets, rx_packets)`` for perfnet's namespace and every named one."""
-    counters: Counters = {}
-    for netns in [None, *_netns_names()]:
-        for link in _ip_links(netns):
-            stats = link.get("stats64") or link.get("stats")
-            if isinstance(stats, dict) and "ifname" in link:
-                counters[(netns, str(link["ifname"]))] = (int(stats["tx"]["packets"]), int(stats["rx"]["packets"]))
-    return counters
+    return {
+        (netns, dev): packets for netns in [None, *netns_names()] for dev, packets in packet_counters(netns).items()
+    }
 
 
 def _counter_frame(before: Counters, after: Counters, tally: _Tally) -> pd.DataFrame:

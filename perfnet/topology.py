@@ -327,7 +327,7 @@ def _discover(home_inode: int) -> tuple[list[_Found], dict[str, str]]:
     places: dict[int, list[Path]] = {}
     labels: dict[int, Netns] = {}
     labels_by_name: dict[str, str] = {}
-    for name in _netns_names():
+    for name in netns_names():
         path = NETNS_RUN_DIR / name
         try:
             inode = path.stat().st_ino
@@ -351,10 +351,26 @@ def _discover(home_inode: int) -> tuple[list[_Found], dict[str, str]]:
     return [_Found(labels[inode], tuple(paths)) for inode, paths in places.items()], labels_by_name
 
 
-def _netns_names() -> list[str]:
+def netns_names() -> list[str]:
     """The names ``ip netns list`` knows (none if it fails)."""
     listed = _ip_json(["netns", "list"], None)
     return [str(entry["name"]) for entry in listed or [] if isinstance(entry.get("name"), str)]
+
+
+def ip_links(netns: str | None = None) -> list[dict[str, Any]]:
+    """``ip -s -j link show`` in a named namespace (None: perfnet's own), parsed; [] if unreadable."""
+    return _ip_json([*(["-n", netns] if netns else []), "-s", "link", "show"], None) or []
+
+
+def packet_counters(netns: str | None = None) -> dict[str, tuple[int, int]]:
+    """``ifname -> (tx_packets, rx_packets)`` of every interface in a named namespace (None:
+    perfnet's own); interfaces without statistics are left out."""
+    counters = {}
+    for link in ip_links(netns):
+        stats = link.get("stats64") or link.get("stats")
+        if isinstance(stats, dict) and isinstance(link.get("ifname"), str):
+            counters[link["ifname"]] = (int(stats["tx"]["packets"]), int(stats["rx"]["packets"]))
+    return counters
 
 
 def _read(place: _Found, home_inode: int) -> _Reading | None:
