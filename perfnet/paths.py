@@ -43,6 +43,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from perfnet.errors import UsageError
+from perfnet.graph import DeviceGraph
+from perfnet.topology import UNKNOWN_DEVICE, Topology
 
 __all__ = [
     "DEFAULT_GAP_NS",
@@ -58,9 +60,6 @@ __all__ = [
 
 DEFAULT_GAP_NS: Final = 1_000_000
 """Default idle time (1 ms) after which an arrival at a new device is a new packet."""
-
-UNKNOWN_DEVICE: Final = "?"
-"""The device a path names where the event that opened a visit carried none."""
 
 NO_PACKET: Final = -1
 """``packet_id`` (and ``visit``) of events that belong to no packet."""
@@ -237,17 +236,120 @@ def _length_changes(candidates: BoolArray, previous: IntArray, boundary: BoolArr
     return accepted & candidates
 
 
+# Why a packet ended: the rule that started the next lifetime of its address.
+ENDED_BY: Final = ("capture end", "free", "infeasible step", "repeat", "length", "idle")
+_END, _BY_FREE, _BY_INFEASIBLE, _BY_REPEAT, _BY_LENGTH, _BY_IDLE = range(len(ENDED_BY))
+
+
 @dataclass(frozen=True)
 class _Lifetimes:
-    """Per event in time order: packet id, and for arrivals their direction and rank."""
+    """Per event in time order: packet id, and for arrivals their direction and rank; per
+    packet, the code in :data:`ENDED_BY` of the rule that ended it."""
 
     packet: IntArray
     arrival: BoolArray
     transmit: BoolArray
     rank: IntArray
+    ended_by: IntArray
 
 
-def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int) -> _Lifetimes:
+class _Walk:
+    """Follows packets through a :class:`DeviceGraph`, one visit at a time (rule 3 of segment()).
+
+    A position is a direction and the set of devices the packet can be at: a name resolves
+    to every device of that name, and each step keeps those reachable from the previous set.
+    Positions are interned as small ints and steps memoized on (position, name, direction),
+    so the loop over visits does a dict lookup per visit; the graph is consulted once per
+    distinct step.
+    """
+
+    def __init__(self, graph: DeviceGraph, dev_names: ObjectArray) -> None:
+        self.graph = graph
+        self.candidates = [graph.candidates(name) if isinstance(name, str) else () for name in dev_names]
+        self.positions: list[tuple[bool, frozenset[int]]] = []
+        self.codes: dict[tuple[bool, frozenset[int]], int] = {}
+        self.memo: dict[tuple[int, int, bool], tuple[int, bool]] = {}
+
+    def start(self, dev: int, transmit: bool) -> int:
+        """The position of a packet first seen at device name code ``dev``."""
+        return self._intern(transmit, frozenset(self.candidates[dev]))
+
+    def _intern(self, transmit: bool, devices: frozenset[int]) -> int:
+        key = (transmit, devices)
+        code = self.codes.get(key)
+        if code is None:
+            code = self.codes[key] = len(self.positions)
+            self.positions.append(key)
+        return code
+
+    def advance(self, position: int, dev: int, transmit: bool) -> tuple[int, bool]:
+        """The position after a step to name code ``dev`` (-1: infeasible), and whether the step
+        is only weakly supported.  An empty set (a name the topology lacks) goes anywhere."""
+        key = (position, dev, transmit)
+        found = self.memo.get(key)
+        if found is not None:
+            return found
+        was_transmit, here = self.positions[position]
+        there = self.candidates[dev]
+        if not here or not there:
+            result = (self._intern(transmit, frozenset(there)), True)
+        else:
+            reached, strong = set(), False
+            for a in here:
+                for b in there:
+                    step = self.graph.step(a, was_transmit, b, transmit)
+                    if step.feasible:
+                        reached.add(b)
+                        strong |= not step.weak
+            result = (self._intern(transmit, frozenset(reached)), not strong) if reached else (-1, False)
+        self.memo[key] = result
+        return result
+
+    def split(self, dev: IntArray, transmit: BoolArray, arrival: BoolArray, boundary: BoolArray) -> BoolArray:
+        """Which visits start a new packet because the packet cannot be there.
+
+        Args:
+            dev, transmit, arrival: per visit opener (and per boundary row) of each address,
+                in address then time order: its device name code, direction, and whether it
+                is an arrival at all (boundary rows need not be).
+            boundary: rows that start a lifetime by the other rules.
+
+        Returns:
+            The rows that start a new packet by this rule.  When a step is infeasible right
+            after a weak one (a forwarding step the graph allows but does not prove) and it is
+            feasible from the device of that weak step, the split goes before the weak step.
+        """
+        split = np.zeros(dev.size, dtype=np.bool_)
+        position, weak = -1, False
+        visited: set[tuple[bool, int]] = set()
+        devs, txs, arrivals, starts = dev.tolist(), transmit.tolist(), arrival.tolist(), boundary.tolist()
+        for k, (d, tx, is_arrival, starts_here) in enumerate(zip(devs, txs, arrivals, starts, strict=True)):
+            if starts_here or position < 0:
+                position, weak = (self.start(d, tx), False) if is_arrival else (-1, False)
+                visited.clear()
+            else:
+                nxt, step_weak = self.advance(position, d, tx)
+                if nxt >= 0:
+                    devices = self.positions[nxt][1]
+                    if len(devices) == 1 and (tx, next(iter(devices))) in visited:
+                        nxt = -1  # the same device twice in the same direction
+                if nxt < 0:
+                    earlier = self.start(devs[k - 1], txs[k - 1])
+                    moved = self.advance(earlier, d, tx)[0] if weak and not split[k - 1] else -1
+                    if moved >= 0:
+                        split[k - 1], nxt, step_weak = True, moved, False
+                        visited = {(txs[k - 1], device) for device in self.positions[earlier][1]}
+                    else:
+                        split[k], nxt, step_weak = True, self.start(d, tx), False
+                        visited.clear()
+                position, weak = nxt, step_weak
+            devices = self.positions[position][1] if position >= 0 else frozenset()
+            if len(devices) == 1:
+                visited.add((tx, next(iter(devices))))
+        return split
+
+
+def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int, graph: DeviceGraph | None) -> _Lifetimes:
     """Split each address's events into packet lifetimes (the rules are in :func:`segment`)."""
     n_events = tl.time.size
     has_addr = events["skbaddr"].notna().to_numpy()[tl.order]
@@ -272,7 +374,7 @@ def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int) -> _Lifetimes:
     completion = (role == _XMIT) | ((role == _START) & ~transmit)
     free = (role == _CONSUME) | (role == _KFREE)
 
-    # Rules 1-3 of segment(): free, idle, repeat.
+    # Rules 1, 2 and 5 of segment(): free, repeat, idle.
     last_other = _last_before(~completion, run_start)
     after_free = ~completion & (last_other >= 0) & free[last_other]
     pa = _last_before(arrival, run_start)
@@ -284,6 +386,15 @@ def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int) -> _Lifetimes:
         (receive & receive[pa] & (rank <= rank[pa])) | (transmit & transmit[pa] & ~stacked) | (transmit & receive[pa])
     )
     boundary = first | after_free | idle | repeat
+
+    # Rule 3, the device graph: walk the visits of each address.
+    infeasible = np.zeros(rows.size, dtype=np.bool_)
+    if graph is not None and rows.size:
+        continues = same_dev & (transmit == transmit[pa]) & (rank > rank[pa])
+        steps = np.flatnonzero((arrival & ~continues) | boundary)
+        walk = _Walk(graph, tl.dev_names)
+        infeasible[steps] = walk.split(dev[steps], transmit[steps], arrival[steps], boundary[steps])
+        boundary |= infeasible
 
     # Rule 4, length: the same event on the same device earlier on this address, with another
     # len or protocol, unless a boundary lies between (resolved in _length_changes).
@@ -300,15 +411,25 @@ def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int) -> _Lifetimes:
         (proto >= 0) & (proto[p] >= 0) & (proto != proto[p])
     )
     candidates = (previous >= 0) & changed & ~boundary
+    by_length = np.zeros(rows.size, dtype=np.bool_)
     if candidates.any():
-        boundary |= _length_changes(candidates, previous, boundary, first)
+        by_length = _length_changes(candidates, previous, boundary, first)
+        boundary |= by_length
 
+    # Each boundary's rule, by precedence; a lifetime ends by the rule of the next one.
+    rule = np.select(
+        [first, after_free, infeasible, repeat, by_length, idle],
+        [_END, _BY_FREE, _BY_INFEASIBLE, _BY_REPEAT, _BY_LENGTH, _BY_IDLE],
+        default=_END,
+    )[boundary]
     life = np.cumsum(boundary) - 1
     lives = int(life[-1]) + 1 if life.size else 0
+    ended = np.append(rule[1:], _END)  # the next lifetime's rule (_END where that is another address's)
     with_arrival = np.flatnonzero(np.bincount(life, weights=arrival, minlength=lives) > 0)
     packet_of_life = np.full(lives, NO_PACKET, dtype=np.int64)
     life_start = rows[boundary]
-    packet_of_life[with_arrival[np.argsort(life_start[with_arrival])]] = np.arange(with_arrival.size)
+    by_start = with_arrival[np.argsort(life_start[with_arrival])]
+    packet_of_life[by_start] = np.arange(with_arrival.size)
 
     packet = np.full(n_events, NO_PACKET, dtype=np.int64)
     packet[rows] = packet_of_life[life]
@@ -318,7 +439,7 @@ def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int) -> _Lifetimes:
     out_transmit[rows] = transmit
     out_rank = np.zeros(n_events, dtype=np.int64)
     out_rank[rows] = rank
-    return _Lifetimes(packet, out_arrival, out_transmit, out_rank)
+    return _Lifetimes(packet, out_arrival, out_transmit, out_rank, ended[by_start])
 
 
 def _match_exits(events: pd.DataFrame, tl: _Timeline) -> IntArray:
@@ -405,7 +526,9 @@ def _visits(tl: _Timeline, lt: _Lifetimes, entry_of: IntArray) -> IntArray:
     return visit
 
 
-def segment(events: pd.DataFrame, *, gap_ns: int = DEFAULT_GAP_NS) -> pd.DataFrame:
+def segment(
+    events: pd.DataFrame, *, topology: Topology | None = None, gap_ns: int = DEFAULT_GAP_NS
+) -> pd.DataFrame:
     """Label every event with its packet and its device visit within the packet.
 
     A packet is one lifetime of one skb address: the address's events (in time order) from
@@ -469,7 +592,7 @@ def segment(events: pd.DataFrame, *, gap_ns: int = DEFAULT_GAP_NS) -> pd.DataFra
         whose visit began before the capture).
     """
     tl = _timeline(events)
-    lt = _lifetimes(events, tl, gap_ns)
+    lt = _lifetimes(events, tl, gap_ns, DeviceGraph(topology) if topology is not None else None)
     entry_of = _match_exits(events, tl)
     closed = np.flatnonzero(entry_of >= 0)
     lt.packet[closed] = lt.packet[entry_of[closed]]
@@ -478,7 +601,9 @@ def segment(events: pd.DataFrame, *, gap_ns: int = DEFAULT_GAP_NS) -> pd.DataFra
     packet_id[tl.order] = lt.packet
     visit_out = np.empty_like(visit)
     visit_out[tl.order] = visit
-    return pd.DataFrame({"packet_id": packet_id, "visit": visit_out}, index=events.index)
+    ended = np.where(packet_id >= 0, lt.ended_by[np.maximum(packet_id, 0)], -1)
+    ended_by = pd.Categorical.from_codes(ended, categories=pd.Index(ENDED_BY))
+    return pd.DataFrame({"packet_id": packet_id, "visit": visit_out, "ended_by": ended_by}, index=events.index)
 
 
 @dataclass(frozen=True)
@@ -501,6 +626,7 @@ class _View:
     dev: IntArray
     dev_names: ObjectArray
     n_packets: int
+    ended_by: IntArray  # per packet, a code into ENDED_BY (-1 for labels without the column)
 
 
 def _view(events: pd.DataFrame, labels: pd.DataFrame) -> _View:
@@ -530,7 +656,16 @@ def _view(events: pd.DataFrame, labels: pd.DataFrame) -> _View:
         dev=dev[rows],
         dev_names=dev_names,
         n_packets=int(packet.max(initial=-1)) + 1,
+        ended_by=_ended_by(labels, rows, packet[tpos]),
     )
+
+
+def _ended_by(labels: pd.DataFrame, rows: IntArray, packet: IntArray) -> IntArray:
+    """Per packet, the code of its ``ended_by`` label, from the first of its rows."""
+    if "ended_by" not in labels:
+        return np.full(int(packet.max(initial=-1)) + 1, -1, dtype=np.int64)
+    codes = labels["ended_by"].cat.codes.to_numpy(dtype=np.int64)[rows]
+    return codes[np.flatnonzero(_starts(packet))]
 
 
 def _categorical(codes: IntArray, names: ObjectArray) -> pd.Categorical:
@@ -633,6 +768,7 @@ def _packets(events: pd.DataFrame, view: _View) -> pd.DataFrame:
             "protocol": _first_known(events, view, starts, "protocol", np.int64),
             "kind": _categorical(transmit[first] * 2 + transmit[last], _KINDS),
             "end": _categorical(end, np.array(ends, dtype=object)),
+            "ended_by": pd.Categorical.from_codes(view.ended_by, categories=pd.Index(ENDED_BY)),
         }
     )
 
@@ -787,7 +923,9 @@ def drops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return _drops(events, _view(events, labels))
 
 
-def reconstruct(events: pd.DataFrame, *, gap_ns: int = DEFAULT_GAP_NS) -> PathFrames:
+def reconstruct(
+    events: pd.DataFrame, *, topology: Topology | None = None, gap_ns: int = DEFAULT_GAP_NS
+) -> PathFrames:
     """Label the events and build every path frame from them, sharing the work.
 
     Args:
@@ -797,7 +935,7 @@ def reconstruct(events: pd.DataFrame, *, gap_ns: int = DEFAULT_GAP_NS) -> PathFr
     Returns:
         The labels and the ``packets``, ``hops``, ``stages`` and ``drops`` frames.
     """
-    labels = segment(events, gap_ns=gap_ns)
+    labels = segment(events, topology=topology, gap_ns=gap_ns)
     view = _view(events, labels)
     return PathFrames(
         labels=labels,

@@ -21,7 +21,7 @@ import json
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from perfnet.errors import PerfnetError
-from perfnet.paths import UNKNOWN_DEVICE
 
 __all__ = [
     "COLUMNS",
@@ -44,13 +43,19 @@ __all__ = [
     "snapshot",
 ]
 
-SCHEMA_VERSION: Final = 1
-"""Version of the JSON written by :meth:`Topology.to_json`; other versions are refused."""
+SCHEMA_VERSION: Final = 2
+"""Version of the JSON written by :meth:`Topology.to_json`.  Version 1 (without forwarding,
+lower devices and the ``inferred`` flag) still loads; other versions are refused."""
+
+UNKNOWN_DEVICE: Final = "?"
+"""The device a path names where the event that opened a visit carried none."""
 
 UNKNOWN_NETNS: Final = "?"
 """Written after ``@`` for a device whose namespace cannot be told: ``eth0@?``."""
 
-COLUMNS: Final = ("netns", "name", "ifindex", "kind", "master", "peer_netns", "peer_name", "mac")
+COLUMNS: Final = (
+    "netns", "name", "ifindex", "kind", "master", "peer_netns", "peer_name", "mac", "lower", "lower_netns"
+)  # fmt: skip
 """Columns of :attr:`Topology.interfaces`, in order (the fields of :class:`Link`)."""
 
 NETNS_RUN_DIR: Final = Path("/run/netns")
@@ -69,11 +74,14 @@ class Netns:
         name: its label: the ``ip netns`` name, or ``netns:<inode>`` for an unnamed one.
         inode: inode of its nsfs file, the same for every handle on the namespace.
         named: whether it has an ``ip netns`` name.
+        forwarding: whether it forwards IP packets between its devices (``ip_forward`` or IPv6
+            ``forwarding`` on); None if unknown (snapshots of version 1), which counts as yes.
     """
 
     name: str
     inode: int
     named: bool
+    forwarding: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,9 @@ class Link:
         peer_name: the other end's name; None if unknown (also when its namespace is known
             but could not be read).
         mac: link-layer address; None for devices without one.
+        lower: for a stacked device (VLAN, macvlan, ipvlan ...), the device it sends through;
+            None otherwise.
+        lower_netns: the namespace of ``lower`` when it is not ``netns``; None otherwise.
     """
 
     netns: str
@@ -102,6 +113,8 @@ class Link:
     peer_netns: str | None
     peer_name: str | None
     mac: str | None
+    lower: str | None = None
+    lower_netns: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,12 +128,15 @@ class Topology:
         links: the interfaces of the readable namespaces, sorted by (netns, ifindex).
         unreadable: names of namespaces that were found but whose interfaces could not be
             listed (not root, or the namespace went away meanwhile), sorted.
+        inferred: True for a topology :mod:`perfnet.infer` derived from a capture's events
+            (namespaces labelled ``inferred-N``), False for a snapshot of the host.
     """
 
     home: str
     namespaces: tuple[Netns, ...]
     links: tuple[Link, ...]
     unreadable: tuple[str, ...] = ()
+    inferred: bool = False
 
     @property
     def interfaces(self) -> pd.DataFrame:
@@ -146,6 +162,7 @@ class Topology:
                 "home": self.home,
                 "namespaces": [asdict(ns) for ns in self.namespaces],
                 "unreadable": list(self.unreadable),
+                "inferred": self.inferred,
                 "links": [asdict(link) for link in self.links],
             },
             indent=1,
@@ -155,15 +172,20 @@ class Topology:
     def from_json(cls, text: str) -> Self:
         """Read what :meth:`to_json` wrote.
 
-        The schema (version 1)::
+        The schema (version 2)::
 
-            {"version": 1,
+            {"version": 2,
              "home": str,
-             "namespaces": [{"name": str, "inode": int, "named": bool}, ...],
+             "namespaces": [{"name": str, "inode": int, "named": bool,
+                             "forwarding": bool|null}, ...],
              "unreadable": [str, ...],
+             "inferred": bool,
              "links": [{"netns": str, "name": str, "ifindex": int, "kind": str|null,
                         "master": str|null, "peer_netns": str|null, "peer_name": str|null,
-                        "mac": str|null}, ...]}
+                        "mac": str|null, "lower": str|null, "lower_netns": str|null}, ...]}
+
+        Version 1 lacks ``forwarding``, ``inferred``, ``lower`` and ``lower_netns``: they read
+        as None (unknown) and False.
 
         Args:
             text: the JSON document.
@@ -178,13 +200,19 @@ class Topology:
             doc = json.loads(text)
         except ValueError as exc:
             raise PerfnetError(f"topology is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or doc.get("version") != SCHEMA_VERSION:
+        if not isinstance(doc, dict) or doc.get("version") not in (1, SCHEMA_VERSION):
             version = doc.get("version") if isinstance(doc, dict) else None
-            raise PerfnetError(f"topology schema version {version!r} is not {SCHEMA_VERSION}")
+            raise PerfnetError(f"topology schema version {version!r} is not 1 or {SCHEMA_VERSION}")
+        v2 = doc["version"] == SCHEMA_VERSION
         return cls(
             home=_typed(doc, "home", str),
             namespaces=tuple(
-                Netns(_typed(ns, "name", str), _typed(ns, "inode", int), _typed(ns, "named", bool))
+                Netns(
+                    _typed(ns, "name", str),
+                    _typed(ns, "inode", int),
+                    _typed(ns, "named", bool),
+                    _typed(ns, "forwarding", bool, optional=True) if v2 else None,
+                )
                 for ns in _records(doc, "namespaces")
             ),
             links=tuple(
@@ -197,10 +225,13 @@ class Topology:
                     peer_netns=_typed(link, "peer_netns", str, optional=True),
                     peer_name=_typed(link, "peer_name", str, optional=True),
                     mac=_typed(link, "mac", str, optional=True),
+                    lower=_typed(link, "lower", str, optional=True) if v2 else None,
+                    lower_netns=_typed(link, "lower_netns", str, optional=True) if v2 else None,
                 )
                 for link in _records(doc, "links")
             ),
             unreadable=tuple(_strings(doc, "unreadable")),
+            inferred=_typed(doc, "inferred", bool) if v2 else False,
         )
 
     def save(self, path: str | Path) -> None:
@@ -270,6 +301,7 @@ class _Reading:
 
     links: list[dict[str, Any]]
     nsid_names: dict[int, str]
+    forwarding: bool | None
 
 
 def snapshot() -> Topology:
@@ -308,7 +340,17 @@ def snapshot() -> Topology:
         raise PerfnetError("cannot list the network interfaces: `ip -j -d link` failed")
     return Topology(
         home=home,
-        namespaces=tuple(sorted((place.netns for place in found), key=lambda ns: ns.name)),
+        namespaces=tuple(
+            sorted(
+                (
+                    replace(place.netns, forwarding=readings[place.netns.name].forwarding)
+                    if place.netns.name in readings
+                    else place.netns
+                    for place in found
+                ),
+                key=lambda ns: ns.name,
+            )
+        ),
         links=tuple(sorted(_Resolver(readings, labels_by_name).links(), key=lambda link: (link.netns, link.ifindex))),
         unreadable=tuple(sorted(place.netns.name for place in found if place.netns.name not in readings)),
     )
@@ -403,7 +445,32 @@ def _read_in(netns_fd: int | None) -> _Reading | None:
             for entry in ids
             if isinstance(entry.get("nsid"), int) and isinstance(entry.get("name"), str)
         },
+        forwarding=_forwarding(netns_fd),
     )
+
+
+_FORWARDING_FILES: Final = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding")
+
+
+def _forwarding(netns_fd: int | None) -> bool | None:
+    """Whether the namespace forwards IPv4 or IPv6; None if that cannot be read.
+
+    ``/proc/sys/net`` shows the namespace of the process that opens it, hence ``cat`` run
+    through ``nsenter`` for another namespace.
+    """
+    argv = ["cat", *_FORWARDING_FILES]
+    fds: tuple[int, ...] = ()
+    if netns_fd is not None:
+        argv = ["nsenter", f"--net=/proc/self/fd/{netns_fd}", *argv]
+        fds = (netns_fd,)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, check=False, pass_fds=fds)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    values = proc.stdout.split()
+    if not values or not all(value.isdigit() for value in values):
+        return None
+    return any(int(value) for value in values)
 
 
 def _ip_json(args: Sequence[str], netns_fd: int | None) -> list[dict[str, Any]] | None:
@@ -466,6 +533,7 @@ class _Resolver:
             for raw in reading.links:
                 kind = _kind(raw)
                 peer_netns, peer_name = self._peer(ns, raw, targets) if kind in _PAIR_KINDS else (None, None)
+                lower_netns, lower = self._peer(ns, raw, targets) if kind not in _PAIR_KINDS else (None, None)
                 links.append(
                     Link(
                         netns=ns,
@@ -476,6 +544,8 @@ class _Resolver:
                         peer_netns=peer_netns,
                         peer_name=peer_name,
                         mac=_optional_str(raw.get("address")),
+                        lower=lower,
+                        lower_netns=lower_netns if lower_netns != ns else None,
                     )
                 )
         return links
@@ -514,9 +584,10 @@ class _Resolver:
         return isinstance(back, int) and self._nsid_label(other_ns, back) == (ns if ns in self.named else None)
 
     def _peer(self, ns: str, raw: Mapping[str, Any], targets: Mapping[int, str]) -> tuple[str | None, str | None]:
-        """``(peer_netns, peer_name)`` of the pair end ``raw`` in ``ns`` (None where unknown).
+        """``(netns, name)`` of the device ``raw`` in ``ns`` links to (None where unknown or none):
+        a pair end's peer, or a stacked device's lower device.
 
-        ``ip`` prints a peer in the same namespace as ``link`` (its name), one in another
+        ``ip`` prints a link in the same namespace as ``link`` (its name), one in another
         namespace as ``link_index`` and ``link_netnsid``.
         """
         nsid = raw.get("link_netnsid")
