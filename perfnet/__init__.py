@@ -94,6 +94,7 @@ def read(
     schemas: Iterable[str | Path] = (),
     formats: str | Path | None = None,
     kallsyms: str | Path | None = None,
+    topology: Topology | str | Path | None = None,
 ) -> Trace:
     """Parse a capture into a :class:`Trace`.
 
@@ -112,19 +113,22 @@ def read(
         kallsyms: kernel text symbols (``/proc/kallsyms`` format, may be gzipped) to name
             code addresses perf trace prints in hex.  Default: ``<source>.kallsyms.gz``.
 
-    A ``<source>.topology.json`` beside the capture (saved by a live capture) gives
-    ``packets`` a ``netns_path``.
+        topology: the capturing host's interfaces (a :class:`Topology`, or the path of one
+            saved with :meth:`Topology.save` or ``perfnet topology save``).  Default:
+            ``<source>.topology.json`` beside the capture (a live capture saves one); without
+            either, the trace infers one from its events.
 
     Raises:
         ParseError: in strict mode, at the first line that does not parse.
         PerfnetError: the source cannot be read, or a schema file is invalid.
     """
     variant, items = _open(source, format, strict, schemas, formats, kallsyms)
-    trace = Trace(items, variant, source=str(source) if isinstance(source, str | Path) else "")
-    topology = _beside(source, ".topology.json")
-    if topology is not None:
-        trace.topology = Topology.load(topology)
-    return trace
+    if topology is None:
+        saved = _beside(source, ".topology.json")
+        topology = Topology.load(saved) if saved is not None else None
+    elif not isinstance(topology, Topology):
+        topology = Topology.load(topology)
+    return Trace(items, variant, source=str(source) if isinstance(source, str | Path) else "", topology=topology)
 
 
 def iter_records(

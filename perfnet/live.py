@@ -932,7 +932,7 @@ def capture(
         session.start()
         try:
             variant, items = session.items()
-            trace = Trace(items, variant, source=str(options.raw_output or ""))
+            trace = Trace(items, variant, source=str(options.raw_output or ""), topology=session.topology)
         except BaseException:
             session.kill()
             raise
@@ -940,7 +940,6 @@ def capture(
             session.close()
     trace.partial = session.partial
     trace.capture_stats = session.stats
-    trace.topology = session.topology
     failure = session.failure()
     if failure is not None:
         trace.partial = failure[0]
@@ -1006,8 +1005,8 @@ class RecordStream(Iterator[Record]):
         """A :class:`Trace` of the records handed out (``records``) and the messages and unparsed
         lines this stream kept, with the capture's facts, as :func:`capture` would return."""
         source = str(self._session.options.raw_output or "")
-        trace = Trace(itertools.chain(records, self._others), self._variant, source=source)
-        trace.partial, trace.capture_stats, trace.topology = self.partial, self.capture_stats, self.topology
+        trace = Trace(itertools.chain(records, self._others), self._variant, source=source, topology=self.topology)
+        trace.partial, trace.capture_stats = self.partial, self.capture_stats
         return trace
 
 

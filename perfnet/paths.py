@@ -526,9 +526,7 @@ def _visits(tl: _Timeline, lt: _Lifetimes, entry_of: IntArray) -> IntArray:
     return visit
 
 
-def segment(
-    events: pd.DataFrame, *, topology: Topology | None = None, gap_ns: int = DEFAULT_GAP_NS
-) -> pd.DataFrame:
+def segment(events: pd.DataFrame, *, topology: Topology | None = None, gap_ns: int = DEFAULT_GAP_NS) -> pd.DataFrame:
     """Label every event with its packet and its device visit within the packet.
 
     A packet is one lifetime of one skb address: the address's events (in time order) from
@@ -923,9 +921,7 @@ def drops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return _drops(events, _view(events, labels))
 
 
-def reconstruct(
-    events: pd.DataFrame, *, topology: Topology | None = None, gap_ns: int = DEFAULT_GAP_NS
-) -> PathFrames:
+def reconstruct(events: pd.DataFrame, *, topology: Topology | None = None, gap_ns: int = DEFAULT_GAP_NS) -> PathFrames:
     """Label the events and build every path frame from them, sharing the work.
 
     Args:

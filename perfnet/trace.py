@@ -19,6 +19,7 @@ import pandas as pd
 from perfnet import paths
 from perfnet.display import to_html
 from perfnet.grammar import Variant
+from perfnet.infer import infer_topology
 from perfnet.records import BadLine, Item, Message, Record
 from perfnet.topology import Topology, label_paths
 
@@ -59,17 +60,19 @@ class Trace:
     properties computed on first access and cached.
     """
 
-    def __init__(self, items: Iterable[Item], format: Variant, source: str = "") -> None:
+    def __init__(
+        self, items: Iterable[Item], format: Variant, source: str = "", topology: Topology | None = None
+    ) -> None:
         self.source = source
         self._records: list[Record] = []
         self._messages: list[Message] = []
         self._errors: list[BadLine] = []
         self.format = format
         # Set by live captures (perfnet.capture): why the capture was cut short (None if it
-        # was not), perf's own resource use and loss counters, and the namespaces' interfaces.
+        # was not), and perf's own resource use and loss counters.
         self.partial: str | None = None
         self.capture_stats: Any = None
-        self._topology: Topology | None = None
+        self._snapshot = topology
         for item in items:
             if isinstance(item, Record):
                 self._records.append(item)
@@ -140,21 +143,18 @@ class Trace:
         fields = pd.DataFrame.from_records([r.fields for r in records], index=common.index)
         return pd.concat([common, fields], axis=1).sort_values("time_ns", kind="stable", ignore_index=True)
 
-    @property
-    def topology(self) -> Topology | None:
-        """The capturing host's namespaces and interfaces, if known; setting it relabels packets."""
-        return self._topology
-
-    @topology.setter
-    def topology(self, topology: Topology | None) -> None:
-        self._topology = topology
-        for labelled in ("packets", "hops"):  # computed with the old topology (or none)
-            self.__dict__.pop(labelled, None)
+    @cached_property
+    def topology(self) -> Topology:
+        """The capturing host's namespaces and interfaces: the snapshot the trace was built with
+        (a live capture's, or ``<capture>.topology.json``), else inferred from the events
+        (``topology.inferred`` is then True; see :mod:`perfnet.infer`).  Packets walk its
+        device graph, and ``netns_path`` and the hops' ``*_netns_dev`` are labelled with it."""
+        return self._snapshot if self._snapshot is not None else infer_topology(self.events)
 
     @cached_property
     def _frames(self) -> paths.PathFrames:
         # all path frames at once: they share one sorted, factorized view of the events
-        return paths.reconstruct(self.events)
+        return paths.reconstruct(self.events, topology=self.topology)
 
     @property
     def labels(self) -> pd.DataFrame:
@@ -166,22 +166,20 @@ class Trace:
     def packets(self) -> pd.DataFrame:
         """One row per packet lifetime: ``packet_id``, ``skbaddr``, ``start_ns``, ``end_ns``,
         ``duration_ns``, ``transit_ns``, ``path`` (devices in arrival order, ``br0>veth1>eth0``),
-        ``n_events``, ``len``, ``protocol``, ``kind``, ``end``, and ``netns_path`` when the
-        capture has a topology snapshot (``br0>veth1>eth0@ctr1``).  See :func:`perfnet.paths.packets`."""
+        ``n_events``, ``len``, ``protocol``, ``kind``, ``end``, ``ended_by`` (the rule that ended
+        the packet) and ``netns_path`` (``br0>veth1>eth0@ctr1``; with an inferred topology
+        ``eth0@inferred-2``).  See :func:`perfnet.paths.packets`."""
         packets = self._frames.packets.copy()
-        if self.topology is not None:
-            # devices outside perfnet's namespace written name@netns, duplicates resolved by veth peers
-            packets["netns_path"] = label_paths(packets["path"], self.topology)
+        # devices outside perfnet's namespace written name@netns, duplicates resolved by veth peers
+        packets["netns_path"] = label_paths(packets["path"], self.topology)
         return packets
 
     @cached_property
     def hops(self) -> pd.DataFrame:
-        """One row per device-to-device step of each packet, with its ``latency_ns``; with a
-        topology snapshot also ``from_netns_dev``/``to_netns_dev`` (``eth0@ctr1``), which tell
-        apart devices of one name in different namespaces."""
+        """One row per device-to-device step of each packet, with its ``latency_ns`` and
+        ``from_netns_dev``/``to_netns_dev`` (``eth0@ctr1``), which tell apart devices of one
+        name in different namespaces."""
         hops = self._frames.hops.copy()
-        if self.topology is None:
-            return hops
         if hops.empty:
             return hops.assign(from_netns_dev=pd.Series(dtype=object), to_netns_dev=pd.Series(dtype=object))
         # label each distinct path's steps once, then give every hop its step's labels
