@@ -33,8 +33,8 @@ consecutive events of one skb address tell
 Devices joined by the strong relations and accepted forwarding share a namespace; a namespace
 forwards if an accepted forwarding step joined two of its devices.  Namespaces are labelled
 ``inferred-1``, ``inferred-2``, ... (by their first device name); the *home* namespace (whose
-devices are written without ``@netns``) is the one holding the most devices without a veth
-peer (bridges, NICs), bridges first.  The result is a :class:`~perfnet.topology.Topology` with
+devices are written without ``@netns``) is the one holding the most masters (bridges), then
+the most devices whose name no other namespace has (containers repeat ``eth0``).  The result is a :class:`~perfnet.topology.Topology` with
 ``inferred=True``.
 """
 
@@ -104,7 +104,8 @@ def infer_topology(events: pd.DataFrame) -> Topology:
         events: the events frame (``time_ns``, ``tid``, ``cpu``, ``event``, ``dev``, ``skbaddr``).
 
     Returns:
-        A topology marked ``inferred``, with every device name the events carry.
+        A topology marked ``inferred``; empty (every device unknown) for a capture without
+        ``net_dev_start_xmit`` and receive entries, which cannot show veth peers.
     """
     has = events["skbaddr"].notna().to_numpy() & events["dev"].notna().to_numpy()
     rows = np.flatnonzero(has)
@@ -158,6 +159,9 @@ def infer_topology(events: pd.DataFrame) -> Topology:
         if n >= MIN_FORWARDS and 2 * n >= len(gaps[step]) and np.median(gaps[step]) <= MAX_FORWARD_MEDIAN_NS
     ]
     seen_kinds = set(kind.tolist())
+    if not {_START, _RX_ENTRY} <= seen_kinds:
+        # without the events that show veth peers, a device's peer is unknown, not absent
+        return Topology(home="", namespaces=(), links=(), inferred=True)
     return _topology(
         pairs=pairs,
         below=list(below),
@@ -169,7 +173,7 @@ def infer_topology(events: pd.DataFrame) -> Topology:
 def _thread_keys(events: pd.DataFrame, order: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """A code per (cpu, tid, comm) of each row: idle tasks share tid 0 and differ by CPU."""
     frame = events[["cpu", "tid", "comm"]].iloc[order]
-    return frame.groupby(["cpu", "tid", "comm"], dropna=False, sort=False).ngroup().to_numpy(dtype=np.int64)
+    return np.asarray(frame.groupby(["cpu", "tid", "comm"], dropna=False, sort=False).ngroup(), dtype=np.int64)
 
 
 def _carry_peers(peer: np.ndarray, dev: np.ndarray, kind: np.ndarray, same_addr: np.ndarray) -> None:
@@ -256,8 +260,9 @@ def _topology(
         for i, dev in enumerate(sorted(devices, key=lambda d: (label[d], d[0], d[1] or "")), 1)
     ]
     masters_in = Counter(link.netns for link in links if link.name in set(masters.values()) and link.kind is None)
-    unpaired = Counter(link.netns for link in links if link.kind is None)
-    home = max(sorted({link.netns for link in links}), key=lambda ns: (masters_in[ns], unpaired[ns]), default="")
+    names = Counter(link.name for link in links)
+    unique = Counter(link.netns for link in links if names[link.name] == 1)
+    home = max(sorted({link.netns for link in links}), key=lambda ns: (masters_in[ns], unique[ns]), default="")
     namespaces = tuple(
         Netns(
             name, inode=0, named=False, forwarding=True if name in forwarding else (False if shows_forwarding else None)

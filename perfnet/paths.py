@@ -34,7 +34,7 @@ Vocabulary used throughout:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,7 +48,9 @@ from perfnet.topology import UNKNOWN_DEVICE, Topology
 
 __all__ = [
     "DEFAULT_GAP_NS",
+    "ENDED_BY",
     "NO_PACKET",
+    "RULES",
     "PathFrames",
     "drops",
     "hops",
@@ -238,6 +240,8 @@ def _length_changes(candidates: BoolArray, previous: IntArray, boundary: BoolArr
 
 # Why a packet ended: the rule that started the next lifetime of its address.
 ENDED_BY: Final = ("capture end", "free", "infeasible step", "repeat", "length", "idle")
+RULES: Final = frozenset(ENDED_BY[1:])
+"""The lifetime rules of :func:`segment`, by the names ``ended_by`` gives them."""
 _END, _BY_FREE, _BY_INFEASIBLE, _BY_REPEAT, _BY_LENGTH, _BY_IDLE = range(len(ENDED_BY))
 
 
@@ -349,7 +353,9 @@ class _Walk:
         return split
 
 
-def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int, graph: DeviceGraph | None) -> _Lifetimes:
+def _lifetimes(
+    events: pd.DataFrame, tl: _Timeline, gap_ns: int, graph: DeviceGraph | None, rules: frozenset[str]
+) -> _Lifetimes:
     """Split each address's events into packet lifetimes (the rules are in :func:`segment`)."""
     n_events = tl.time.size
     has_addr = events["skbaddr"].notna().to_numpy()[tl.order]
@@ -376,20 +382,21 @@ def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int, graph: DeviceGr
 
     # Rules 1, 2 and 5 of segment(): free, repeat, idle.
     last_other = _last_before(~completion, run_start)
-    after_free = ~completion & (last_other >= 0) & free[last_other]
+    after_free = ~completion & (last_other >= 0) & free[last_other] & ("free" in rules)
     pa = _last_before(arrival, run_start)
     same_dev = arrival & (pa >= 0) & (dev == dev[pa]) & (dev >= 0)
     opener = (role == _QUEUE) | (role == _RX_ENTRY) | ((role == _START) & transmit)
-    idle = opener & ~first & (time - time[prev] > gap_ns)
+    idle = opener & ~first & (time - time[prev] > gap_ns) & ("idle" in rules)
     stacked = (role == _QUEUE) & ~first & (role[prev] == _START) & (dev[prev] == dev)
     repeat = same_dev & (
         (receive & receive[pa] & (rank <= rank[pa])) | (transmit & transmit[pa] & ~stacked) | (transmit & receive[pa])
     )
+    repeat &= "repeat" in rules
     boundary = first | after_free | idle | repeat
 
     # Rule 3, the device graph: walk the visits of each address.
     infeasible = np.zeros(rows.size, dtype=np.bool_)
-    if graph is not None and rows.size:
+    if graph is not None and rows.size and "infeasible step" in rules:
         continues = same_dev & (transmit == transmit[pa]) & (rank > rank[pa])
         steps = np.flatnonzero((arrival & ~continues) | boundary)
         walk = _Walk(graph, tl.dev_names)
@@ -410,7 +417,7 @@ def _lifetimes(events: pd.DataFrame, tl: _Timeline, gap_ns: int, graph: DeviceGr
     changed = ((length >= 0) & (length[p] >= 0) & (length != length[p])) | (
         (proto >= 0) & (proto[p] >= 0) & (proto != proto[p])
     )
-    candidates = (previous >= 0) & changed & ~boundary
+    candidates = (previous >= 0) & changed & ~boundary & ("length" in rules)
     by_length = np.zeros(rows.size, dtype=np.bool_)
     if candidates.any():
         by_length = _length_changes(candidates, previous, boundary, first)
@@ -526,7 +533,13 @@ def _visits(tl: _Timeline, lt: _Lifetimes, entry_of: IntArray) -> IntArray:
     return visit
 
 
-def segment(events: pd.DataFrame, *, topology: Topology | None = None, gap_ns: int = DEFAULT_GAP_NS) -> pd.DataFrame:
+def segment(
+    events: pd.DataFrame,
+    *,
+    topology: Topology | None = None,
+    gap_ns: int = DEFAULT_GAP_NS,
+    rules: Collection[str] = RULES,
+) -> pd.DataFrame:
     """Label every event with its packet and its device visit within the packet.
 
     A packet is one lifetime of one skb address: the address's events (in time order) from
@@ -590,7 +603,11 @@ def segment(events: pd.DataFrame, *, topology: Topology | None = None, gap_ns: i
         whose visit began before the capture).
     """
     tl = _timeline(events)
-    lt = _lifetimes(events, tl, gap_ns, DeviceGraph(topology) if topology is not None else None)
+    unknown = set(rules) - RULES
+    if unknown:
+        raise UsageError(f"unknown rules {sorted(unknown)}: choose from {sorted(RULES)}")
+    graph = DeviceGraph(topology) if topology is not None else None
+    lt = _lifetimes(events, tl, gap_ns, graph, frozenset(rules))
     entry_of = _match_exits(events, tl)
     closed = np.flatnonzero(entry_of >= 0)
     lt.packet[closed] = lt.packet[entry_of[closed]]
@@ -662,7 +679,7 @@ def _ended_by(labels: pd.DataFrame, rows: IntArray, packet: IntArray) -> IntArra
     """Per packet, the code of its ``ended_by`` label, from the first of its rows."""
     if "ended_by" not in labels:
         return np.full(int(packet.max(initial=-1)) + 1, -1, dtype=np.int64)
-    codes = labels["ended_by"].cat.codes.to_numpy(dtype=np.int64)[rows]
+    codes = np.asarray(labels["ended_by"].cat.codes, dtype=np.int64)[rows]
     return codes[np.flatnonzero(_starts(packet))]
 
 
@@ -921,7 +938,13 @@ def drops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return _drops(events, _view(events, labels))
 
 
-def reconstruct(events: pd.DataFrame, *, topology: Topology | None = None, gap_ns: int = DEFAULT_GAP_NS) -> PathFrames:
+def reconstruct(
+    events: pd.DataFrame,
+    *,
+    topology: Topology | None = None,
+    gap_ns: int = DEFAULT_GAP_NS,
+    rules: Collection[str] = RULES,
+) -> PathFrames:
     """Label the events and build every path frame from them, sharing the work.
 
     Args:
@@ -931,7 +954,7 @@ def reconstruct(events: pd.DataFrame, *, topology: Topology | None = None, gap_n
     Returns:
         The labels and the ``packets``, ``hops``, ``stages`` and ``drops`` frames.
     """
-    labels = segment(events, topology=topology, gap_ns=gap_ns)
+    labels = segment(events, topology=topology, gap_ns=gap_ns, rules=rules)
     view = _view(events, labels)
     return PathFrames(
         labels=labels,
