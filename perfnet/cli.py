@@ -94,6 +94,8 @@ def _report(trace: perfnet.Trace) -> dict[str, Any]:
     return {
         **_basics(trace),
         "packets": len(packets),
+        "ended_by": {str(rule): int(n) for rule, n in packets["ended_by"].value_counts(sort=False).items()},
+        "topology": "inferred from the events" if trace.topology.inferred else "saved snapshot",
         "paths": analysis.path_table(packets),
         "hops": analysis.hop_latency(hops),
         "drops": trace.drops,
@@ -110,7 +112,13 @@ def _print_report(report: dict[str, Any]) -> None:
         f"format:  {report['format']}    events: {report['events']}    lost: {report['lost']}    "
         f"unparsed lines: {report['errors']}"
     )
-    print(f"packets: {report['packets']}")
+    print(f"packets: {report['packets']}    devices: {report['topology']}")
+    ended = report["ended_by"]
+    print(
+        "ended by: "
+        + ", ".join(f"{rule} {n}" for rule, n in ended.items() if n)
+        + f"  ({ended.get('idle', 0)} rest only on the idle rule: the least certain)"
+    )
     paths = report["paths"]
     if not paths.empty:
         width = max(paths["path"].astype(str).map(len).max(), 4)

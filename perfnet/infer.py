@@ -34,8 +34,8 @@ Devices joined by the strong relations and accepted forwarding share a namespace
 forwards if an accepted forwarding step joined two of its devices.  Namespaces are labelled
 ``inferred-1``, ``inferred-2``, ... (by their first device name); the *home* namespace (whose
 devices are written without ``@netns``) is the one holding the most masters (bridges), then
-the most devices whose name no other namespace has (containers repeat ``eth0``).  The result is a :class:`~perfnet.topology.Topology` with
-``inferred=True``.
+the most devices whose name no other namespace has (containers repeat ``eth0``).  The result
+is a :class:`~perfnet.topology.Topology` with ``inferred=True``.
 """
 
 from __future__ import annotations
