@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from perfnet import analysis, paths
+from perfnet.infer import infer_topology
 
 # (microseconds, event, device, address slot, len, protocol, reason); slot -1: no skbaddr.
 Template = list[tuple[int, str, str | None, int, int | None, int | None, str | None]]
@@ -192,6 +193,7 @@ def main() -> None:
         events = events[~events["event"].str.startswith("skb:")].reset_index(drop=True)
     n = len(events)
     labels = paths.segment(events)
+    inferred = infer_topology(events)
     print(f"{n:,} events; packets by path (6 per pair of exchanges):")
     print(analysis.path_table(paths.packets(events, labels)).to_string(index=False))
     steps: dict[str, Callable[[], object]] = {
@@ -201,10 +203,13 @@ def main() -> None:
         "stages": lambda: paths.stages(events, labels),
         "drops": lambda: paths.drops(events, labels),
         "reconstruct": lambda: paths.reconstruct(events),
+        "infer": lambda: infer_topology(events),
+        "reconstruct on the inferred graph": lambda: paths.reconstruct(events, topology=inferred),
+        "infer + reconstruct": lambda: paths.reconstruct(events, topology=infer_topology(events)),
     }
     for name, func in steps.items():
         seconds = best_of(args.runs, func)
-        print(f"{name:12} {seconds:7.3f} s  {n / seconds / 1e6:6.2f} M events/s")
+        print(f"{name:34} {seconds:7.3f} s  {n / seconds / 1e6:6.2f} M events/s")
 
 
 if __name__ == "__main__":

@@ -139,25 +139,37 @@ def infer_topology(events: pd.DataFrame) -> Topology:
     peer[pair_at + 1] = dev[pair_at]
     _carry_peers(peer, dev, kind, same_addr)
 
-    def device(i: int) -> Device:
-        return str(dev_names[dev[i]]), (str(dev_names[peer[i]]) if peer[i] >= 0 else None)
+    def device(code: int, peer_code: int) -> Device:
+        return str(dev_names[code]), (str(dev_names[peer_code]) if peer_code >= 0 else None)
 
-    pairs = Counter((device(i), device(i + 1)) for i in pair_at.tolist())
-    below = Counter(
-        (device(i), device(i + 1)) for i in nxt[(a_kind == _START) & (b_kind == _QUEUE)].tolist()
-    )  # (upper, lower)
-    below.update((device(i + 1), device(i)) for i in nxt[(a_kind == _RX_CORE) & (b_kind == _RX_UP)].tolist())
+    def steps(at: npt.NDArray[np.int64], offset: int = 1) -> pd.DataFrame:
+        """One row per sighting ``at`` -> ``at + offset``: the two devices as codes."""
+        return pd.DataFrame({"a": dev[at], "pa": peer[at], "b": dev[at + offset], "pb": peer[at + offset]})
+
+    def counted(frame: pd.DataFrame) -> Counter[tuple[Device, Device]]:
+        """The distinct steps of ``frame`` with their counts (Python runs per distinct step only)."""
+        sizes = frame.groupby(["a", "pa", "b", "pb"], sort=False).size()
+        keys = [tuple(int(code) for code in key) for key in sizes.index]  # type: ignore[union-attr]
+        return Counter({(device(*key[:2]), device(*key[2:])): int(n) for key, n in zip(keys, sizes, strict=True)})
+
+    pairs = counted(steps(pair_at))
+    below = counted(steps(nxt[(a_kind == _START) & (b_kind == _QUEUE)]))  # (upper, lower)
+    up_at = nxt[(a_kind == _RX_CORE) & (b_kind == _RX_UP)] + 1  # (bridge, port): the port's row is before
+    below.update(counted(steps(up_at, offset=-1)))
     forward_at = nxt[(a_kind == _RX_CORE) & ((b_kind == _QUEUE) | (b_kind == _START)) & (dev[nxt] != dev[nxt + 1])]
-    gaps: dict[tuple[Device, Device], list[int]] = {}
     step_time = events["time_ns"].to_numpy(dtype=np.int64)[order]
-    for i in forward_at.tolist():
-        gaps.setdefault((device(i), device(i + 1)), []).append(int(step_time[i + 1] - step_time[i]))
-    nested_seen = Counter((device(i), device(i + 1)) for i in forward_at[nested[forward_at]].tolist())
-    forwards = [
-        step
-        for step, n in nested_seen.items()
-        if n >= MIN_FORWARDS and 2 * n >= len(gaps[step]) and np.median(gaps[step]) <= MAX_FORWARD_MEDIAN_NS
+    sightings = steps(forward_at).assign(
+        gap=step_time[forward_at + 1] - step_time[forward_at], nested=nested[forward_at]
+    )
+    stats = sightings.groupby(["a", "pa", "b", "pb"], sort=False).agg(
+        seen=("gap", "size"), nested=("nested", "sum"), median_gap=("gap", "median")
+    )
+    accepted = stats[
+        (stats["nested"] >= MIN_FORWARDS)
+        & (2 * stats["nested"] >= stats["seen"])
+        & (stats["median_gap"] <= MAX_FORWARD_MEDIAN_NS)
     ]
+    forwards = [(device(*key[:2]), device(*key[2:])) for key in accepted.index]
     seen_kinds = set(kind.tolist())
     if not {_START, _RX_ENTRY} <= seen_kinds:
         # without the events that show veth peers, a device's peer is unknown, not absent
