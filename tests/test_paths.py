@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from perfnet import paths
+from perfnet.topology import Link, Netns, Topology
 
 # A real `perf trace -e 'net:*' -e skb:consume_skb -e skb:kfree_skb ping ...` capture on this
 # machine: bridge brx -> veth vethx0 -> eth0 in a netns, one ARP exchange and one echo (some
@@ -159,8 +160,14 @@ def test_real_capture_packets() -> None:
         "protocol": [2054, 2054, 2048, 2048],
         "kind": ["local"] * 4,
         "end": ["consumed", "consumed", "consumed", "dropped:NO_SOCKET"],
+        # the next lifetime of each address starts after a free (0x...d00: the consume at 0.387;
+        # 0x...100: the queue at 0.533; 0x...400: the copy at 0.682); the echo reply is the last
+        # packet on 0x...100
+        "ended_by": ["free", "free", "free", "capture end"],
     }
     assert packets.dtypes["skbaddr"] == "UInt64" and packets.dtypes["len"] == "Int64"
+    assert list(packets.columns)[-1] == "ended_by"
+    assert packets.dtypes["ended_by"] == pd.CategoricalDtype(list(paths.ENDED_BY))
 
 
 def test_real_capture_labels() -> None:
@@ -185,7 +192,14 @@ def test_real_capture_labels() -> None:
     ]
     visits += [[2, 2, 0, 0, 1, 1, 1, 0, 2, 1, 2, 2, 2, 2, -1, -1]]
     assert labels["visit"].tolist() == [v for part in visits for v in part]
-    assert labels.index.equals(real().index) and labels.dtypes.tolist() == [np.int64, np.int64]
+    # each event carries the reason its packet ended (see test_real_capture_packets); none
+    # for events of no packet
+    ended = {-1: None, 0: "free", 1: "free", 2: "free", 3: "capture end"}
+    got = labels["ended_by"].astype(object).where(labels["ended_by"].notna(), None).tolist()
+    assert got == [ended[p] for p in labels["packet_id"]]
+    assert labels.index.equals(real().index) and list(labels.columns) == ["packet_id", "visit", "ended_by"]
+    assert labels.dtypes.iloc[:2].tolist() == [np.int64, np.int64]
+    assert labels.dtypes["ended_by"] == pd.CategoricalDtype(list(paths.ENDED_BY))
 
 
 def test_exits_close_the_latest_open_entry_of_their_thread() -> None:
@@ -210,6 +224,7 @@ def test_without_skb_events_the_paths_are_the_same() -> None:
     # queue on eth0 with len 98 after one with len 42 does.
     assert packets["skbaddr"].tolist() == [D00, A100, A400, A100]
     assert packets["end_ns"].tolist() == [137_000, 409_000, 420_000, 664_000]
+    assert packets["ended_by"].tolist() == ["capture end", "length", "capture end", "capture end"]
 
 
 def test_unsorted_input_gives_the_same_labels_and_frames() -> None:
@@ -277,17 +292,21 @@ def test_free_ends_a_packet_but_not_a_late_transmit_completion() -> None:
     assert labels["packet_id"].tolist() == [0, 0, 0, 0, 1]
     packets = paths.packets(events, labels)
     assert packets["end"].tolist() == ["dropped:DEV_READY", "unknown"]
+    assert packets["ended_by"].tolist() == ["free", "capture end"]
 
 
 def test_lifetimes_without_a_device_are_not_packets() -> None:
     events = synthetic((0, CONSUME, None, 1, None), (5, COPY, None, 2, 84), (6, CONSUME, None, 2, None))
-    assert paths.segment(events)["packet_id"].tolist() == [-1, -1, -1]
+    labels = paths.segment(events)
+    assert labels["packet_id"].tolist() == [-1, -1, -1]
+    assert labels["ended_by"].isna().all()
     assert paths.reconstruct(events).packets.empty
 
 
 def test_same_address_queued_twice_on_a_device_is_two_packets() -> None:
     events = synthetic((0, Q, "eth0", 1, 98), (10, SX, "eth0", 1, 98), (20, X, "eth0", 1, 98), (30, Q, "eth0", 1, 98))
     assert path_list(events) == ["eth0", "eth0"]
+    assert paths.reconstruct(events).packets["ended_by"].tolist() == ["repeat", "capture end"]
 
 
 def test_queue_right_after_start_xmit_on_the_same_name_is_a_stacked_device() -> None:
@@ -326,7 +345,9 @@ def test_packet_held_in_a_port_qdisc_stays_one_packet() -> None:
 
 def test_receive_repeated_on_a_device_is_a_new_packet() -> None:
     events = synthetic((0, RXE, "eth0", 1, 84), (1, RX, "eth0", 1, 84), (2, RS, "eth0", 1, 84), (30, RS, "eth0", 1, 84))
-    assert paths.segment(events)["packet_id"].tolist() == [0, 0, 0, 1]
+    labels = paths.segment(events)
+    assert labels["packet_id"].tolist() == [0, 0, 0, 1]
+    assert labels["ended_by"].tolist() == ["repeat"] * 3 + ["capture end"]
 
 
 def test_transmit_out_of_the_receiving_device_is_a_new_packet() -> None:
@@ -334,6 +355,7 @@ def test_transmit_out_of_the_receiving_device_is_a_new_packet() -> None:
     events = synthetic((0, RXE, "eth0", 1, 52), (1, RS, "eth0", 1, 52), (300, Q, "eth0", 1, 66))
     assert path_list(events) == ["eth0", "eth0"]
     assert paths.reconstruct(events).packets["kind"].tolist() == ["received", "transmitted"]
+    assert paths.reconstruct(events).packets["ended_by"].tolist() == ["repeat", "capture end"]
 
 
 def test_transmit_then_receive_on_one_name_is_one_packet() -> None:
@@ -372,6 +394,44 @@ def test_names_repeated_across_namespaces_stay_one_packet() -> None:
     assert frames.hops["latency_ns"].tolist() == [2000, 2000, 6000, 2000]
 
 
+def test_a_step_the_topology_cannot_take_is_a_new_packet() -> None:
+    # Two containers behind veths va and vb: a packet received on eth0 of c1 cannot next be
+    # queued on vb in the root namespace, so the reused address carries a second packet.  By
+    # names alone (no topology, or one without these devices) it is one packet.
+    topo = Topology(
+        "root",
+        (Netns("root", 1, False), Netns("c1", 2, True), Netns("c2", 3, True)),
+        (
+            Link("root", "va", 2, "veth", None, "c1", "eth0", None),
+            Link("root", "vb", 3, "veth", None, "c2", "eth0", None),
+            Link("c1", "eth0", 2, "veth", None, "root", "va", None),
+            Link("c2", "eth0", 2, "veth", None, "root", "vb", None),
+        ),
+    )
+    events = synthetic(
+        (0, Q, "va", 1, 98),
+        (1, SX, "va", 1, 98),
+        (2, RXE, "eth0", 1, 84),
+        (3, X, "va", 1, 98),
+        (4, RS, "eth0", 1, 84),
+        (10, Q, "vb", 1, 98),
+        (11, SX, "vb", 1, 98),
+        (12, RXE, "eth0", 1, 84),
+        (13, X, "vb", 1, 98),
+    )
+    frames = paths.reconstruct(events, topology=topo)
+    assert frames.packets["path"].tolist() == ["va>eth0", "vb>eth0"]
+    assert frames.packets["ended_by"].tolist() == ["infeasible step", "capture end"]
+    assert frames.labels["packet_id"].tolist() == [0] * 5 + [1] * 4
+    assert frames.labels["visit"].tolist() == [0, 0, 1, 0, 1, 0, 0, 1, 0]
+    assert frames.labels["ended_by"].tolist() == ["infeasible step"] * 5 + ["capture end"] * 4
+    for names_only in (None, Topology("root", (Netns("root", 1, False),), ())):
+        packets = paths.reconstruct(events, topology=names_only).packets
+        assert packets["path"].tolist() == ["va>eth0>vb>eth0"]
+        assert packets["ended_by"].tolist() == ["capture end"]
+    assert paths.segment(events).equals(paths.segment(events, topology=None))
+
+
 def test_length_change_on_the_same_event_and_device_is_a_new_packet() -> None:
     # One address reused over two devices with alternating lengths and no frees: each
     # length change at the first device starts a packet, and only there.
@@ -382,6 +442,7 @@ def test_length_change_on_the_same_event_and_device_is_a_new_packet() -> None:
     events = synthetic(*rows)
     assert paths.segment(events)["packet_id"].tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
     assert path_list(events) == ["br0>veth0>eth0"] * 4
+    assert paths.reconstruct(events).packets["ended_by"].tolist() == ["length"] * 3 + ["capture end"]
 
 
 def test_idle_time_before_a_new_visit_starts_a_packet() -> None:
@@ -389,7 +450,9 @@ def test_idle_time_before_a_new_visit_starts_a_packet() -> None:
     later = [(t + 1500, ev, dev, a, n) for t, ev, dev, a, n in same]
     events = synthetic(*same, *later)
     assert path_list(events) == ["br0>veth0>eth0"] * 2
+    assert paths.reconstruct(events).packets["ended_by"].tolist() == ["idle", "capture end"]
     assert path_list(events, gap_ns=2_000_000) == ["br0>veth0>eth0>br0>veth0>eth0"]
+    assert paths.reconstruct(events, gap_ns=2_000_000).packets["ended_by"].tolist() == ["capture end"]
 
 
 def test_waiting_in_the_backlog_is_not_idle() -> None:
@@ -454,6 +517,8 @@ def test_labels_must_belong_to_the_events() -> None:
 def test_empty_events() -> None:
     frames = paths.reconstruct(real().iloc[:0])
     assert frames.labels.empty and frames.packets.empty and frames.hops.empty
+    assert list(frames.labels.columns) == ["packet_id", "visit", "ended_by"]
+    assert frames.labels.dtypes["ended_by"] == pd.CategoricalDtype(list(paths.ENDED_BY))
     assert frames.stages.empty and frames.drops.empty
     assert list(frames.packets.columns) == [
         "packet_id",
@@ -468,7 +533,9 @@ def test_empty_events() -> None:
         "protocol",
         "kind",
         "end",
+        "ended_by",
     ]
+    assert frames.packets.dtypes["ended_by"] == pd.CategoricalDtype(list(paths.ENDED_BY))
 
 
 # --- the vectorized rules against a plain per-event implementation ----------------------
@@ -493,10 +560,12 @@ class _Address:
 
 
 def reference(events: pd.DataFrame, gap_ns: int) -> pd.DataFrame:
-    """The documented rules, one event at a time, to check the vectorized implementation."""
+    """The documented rules (without a topology, so never an infeasible step), one event at a
+    time, to check the vectorized implementation."""
     order = np.argsort(events["time_ns"].to_numpy(), kind="stable")
     rows = events.iloc[order].to_dict("records")
     addresses: dict[int, _Address] = {}
+    ended_by: dict[int, str] = {}  # per lifetime: the rule that started the next one on its address
     life_of = [-1] * len(rows)
     arrival_of: list[tuple[str | None, bool, int] | None] = [None] * len(rows)
     lives = 0
@@ -515,18 +584,25 @@ def reference(events: pd.DataFrame, gap_ns: int) -> pd.DataFrame:
         if a is None:
             boundary = True
         else:
-            boundary = not completion and a.after_free
+            by_free = not completion and a.after_free
             opener = role in ("queue", "entry") or (role == "start" and transmit)
-            boundary |= opener and t - a.prev_time > gap_ns
+            by_idle = opener and t - a.prev_time > gap_ns
+            by_repeat = False
             if arrival and a.arrival is not None and a.arrival[0] == dev and dev is not None:
                 _, was_tx, was_rank = a.arrival
                 stacked = role == "queue" and a.prev_role == "start" and a.prev_dev == dev
-                boundary |= (not transmit and not was_tx and rank <= was_rank) or (transmit and not stacked)
+                by_repeat = (not transmit and not was_tx and rank <= was_rank) or (transmit and not stacked)
+            boundary = by_free or by_idle or by_repeat
+            by_length = False
             if arrival and not boundary and (r["event"], dev) in a.seen:
                 old_len, old_proto = a.seen[(r["event"], dev)]
-                boundary = (None not in (length, old_len) and length != old_len) or (
+                by_length = (None not in (length, old_len) and length != old_len) or (
                     None not in (proto, old_proto) and proto != old_proto
                 )
+                boundary = by_length
+            if boundary:  # the rules by precedence
+                rule = "free" if by_free else "repeat" if by_repeat else "length" if by_length else "idle"
+                ended_by[a.life] = rule
         if boundary:
             lives += 1
             a = addresses[r["skbaddr"]] = _Address(lives - 1, role, dev, t, False, a.arrival if a else None)
@@ -588,7 +664,12 @@ def reference(events: pd.DataFrame, gap_ns: int) -> pd.DataFrame:
             visit[i] = len(opened) - 1
         state[packet[i]] = (opened, last)
 
-    out = pd.DataFrame({"packet_id": packet, "visit": visit}, index=events.index[order])
+    life_of_packet = {p: life for life, p in number.items()}
+    ended = [ended_by.get(life_of_packet[p], "capture end") if p >= 0 else None for p in packet]
+    out = pd.DataFrame(
+        {"packet_id": packet, "visit": visit, "ended_by": pd.Categorical(ended, categories=list(paths.ENDED_BY))},
+        index=events.index[order],
+    )
     return out.loc[events.index]
 
 

@@ -190,10 +190,71 @@ def test_json_round_trip(tmp_path: Path) -> None:
     topo.save(tmp_path / "topology.json")
     assert Topology.load(tmp_path / "topology.json") == topo
     doc = json.loads(topo.to_json())
-    assert sorted(doc) == ["home", "links", "namespaces", "unreadable", "version"]
-    assert doc["version"] == 1
-    assert doc["namespaces"][0] == {"name": HOME, "inode": 1, "named": False}
+    assert sorted(doc) == ["home", "inferred", "links", "namespaces", "unreadable", "version"]
+    assert doc["version"] == 2
+    assert doc["inferred"] is False
+    assert doc["namespaces"][0] == {"name": HOME, "inode": 1, "named": False, "forwarding": None}
     assert sorted(doc["links"][0]) == sorted(COLUMNS)
+    assert (doc["links"][0]["lower"], doc["links"][0]["lower_netns"]) == (None, None)
+
+
+def test_json_round_trip_of_the_version_2_fields() -> None:
+    topo = Topology(
+        "inferred-1",
+        (Netns("inferred-1", 0, False, forwarding=False), Netns("inferred-2", 0, False, forwarding=True)),
+        (
+            Link("inferred-1", "eth0", 1, None, None, None, None, None),
+            Link("inferred-2", "mv0", 1, "macvlan", None, None, None, "02:00:00:00:00:01", "eth0", "inferred-1"),
+            Link("inferred-2", "eth0.5", 2, "vlan", None, None, None, None, lower="mv0"),
+        ),
+        inferred=True,
+    )
+    assert Topology.from_json(topo.to_json()) == topo
+    doc = json.loads(topo.to_json())
+    assert doc["inferred"] is True
+    assert [ns["forwarding"] for ns in doc["namespaces"]] == [False, True]
+    assert [(ln["lower"], ln["lower_netns"]) for ln in doc["links"]] == [
+        (None, None),
+        ("eth0", "inferred-1"),
+        ("mv0", None),
+    ]
+    assert topo.interfaces[["lower", "lower_netns"]].values.tolist() == [
+        [None, None],
+        ["eth0", "inferred-1"],
+        ["mv0", None],
+    ]
+
+
+def test_version_1_documents_still_load() -> None:
+    v1 = {
+        "version": 1,
+        "home": HOME,
+        "namespaces": [{"name": HOME, "inode": 1, "named": False}, {"name": "c1", "inode": 2, "named": True}],
+        "unreadable": ["c9"],
+        "links": [
+            {
+                "netns": "c1",
+                "name": "eth0",
+                "ifindex": 2,
+                "kind": "veth",
+                "master": None,
+                "peer_netns": HOME,
+                "peer_name": "veth1",
+                "mac": "02:00:00:00:00:02",
+            }
+        ],
+    }
+    topo = Topology.from_json(json.dumps(v1))
+    assert topo == Topology(
+        HOME,
+        (Netns(HOME, 1, False, forwarding=None), Netns("c1", 2, True, forwarding=None)),
+        (Link("c1", "eth0", 2, "veth", None, HOME, "veth1", "02:00:00:00:00:02", lower=None, lower_netns=None),),
+        unreadable=("c9",),
+        inferred=False,
+    )
+    # written back, it is a version 2 document that reads the same
+    assert json.loads(topo.to_json())["version"] == 2
+    assert Topology.from_json(topo.to_json()) == topo
 
 
 @pytest.mark.parametrize(
@@ -201,7 +262,10 @@ def test_json_round_trip(tmp_path: Path) -> None:
     [
         ("not json", "not JSON"),
         ("[]", "version"),
-        ('{"version": 2}', "version 2"),
+        ('{"version": 3}', "version 3"),
+        ('{"version": 0}', "version 0"),
+        ('{"home": "h"}', "version None"),
+        ('{"version": 2}', "missing 'home'"),
         ('{"version": 1, "namespaces": [], "links": [], "unreadable": []}', "missing 'home'"),
         ('{"version": 1, "home": 5, "namespaces": [], "links": [], "unreadable": []}', "'home' should be str"),
         ('{"version": 1, "home": "h", "namespaces": [1], "links": [], "unreadable": []}', "should hold objects"),
@@ -210,6 +274,27 @@ def test_json_round_trip(tmp_path: Path) -> None:
             '{"version": 1, "home": "h", "namespaces": [{"name": "h", "inode": true, "named": false}],'
             ' "links": [], "unreadable": []}',
             "'inode' should be int",
+        ),
+        ('{"version": 2, "home": "h", "namespaces": [], "links": [], "unreadable": []}', "missing 'inferred'"),
+        (
+            '{"version": 2, "home": "h", "namespaces": [], "links": [], "unreadable": [], "inferred": 1}',
+            "'inferred' should be bool",
+        ),
+        (
+            '{"version": 2, "home": "h", "namespaces": [{"name": "h", "inode": 1, "named": false}],'
+            ' "links": [], "unreadable": [], "inferred": false}',
+            "missing 'forwarding'",
+        ),
+        (
+            '{"version": 2, "home": "h", "namespaces": [{"name": "h", "inode": 1, "named": false,'
+            ' "forwarding": "yes"}], "links": [], "unreadable": [], "inferred": false}',
+            "'forwarding' should be bool",
+        ),
+        (
+            '{"version": 2, "home": "h", "namespaces": [], "unreadable": [], "inferred": false, "links":'
+            ' [{"netns": "h", "name": "x", "ifindex": 1, "kind": null, "master": null, "peer_netns": null,'
+            ' "peer_name": null, "mac": null, "lower": 7, "lower_netns": null}]}',
+            "'lower' should be str",
         ),
     ],
 )
@@ -246,9 +331,13 @@ def test_snapshot_of_the_lab(lab: Lab, lab_topology: Topology) -> None:
     home_inode = os.stat("/proc/self/ns/net").st_ino
     (home,) = [ns for ns in topo.namespaces if ns.name == topo.home]
     assert home.inode == home_inode
+    assert isinstance(home.forwarding, bool)  # the host's own setting
+    assert topo.inferred is False
     for name in lab.namespaces:
         (ns,) = [ns for ns in topo.namespaces if ns.name == name]
-        assert ns == Netns(name, os.stat(f"/run/netns/{name}").st_ino, named=True)
+        # ctr1 routes between the bridge and ctr2 (ip_forward=1); ctr2 is an end host
+        forwarding = name == lab.ctr1
+        assert ns == Netns(name, os.stat(f"/run/netns/{name}").st_ino, named=True, forwarding=forwarding)
         assert name not in topo.unreadable
     macs = lab.macs
 
@@ -269,6 +358,9 @@ def test_snapshot_of_the_lab(lab: Lab, lab_topology: Topology) -> None:
     for lo in (ctr1["lo"], ctr2["lo"]):
         assert (lo.ifindex, lo.kind, lo.master, lo.peer_netns, lo.peer_name) == (1, "loopback", None, None, None)
     assert find(topo, topo.home, "lo").kind == "loopback"
+    # bridges, veths and loopbacks are not stacked on another device
+    for ln in [bridge, veth, *ctr1.values(), *ctr2.values()]:
+        assert (ln.lower, ln.lower_netns) == (None, None)
 
 
 @needs_lab
@@ -307,12 +399,18 @@ def test_unnamed_namespace_and_same_namespace_pair() -> None:
                 lab.ctr2, ["ip", "link", "add", "pnx", "type", "veth", "peer", "name", "pny", "netns", str(holder.pid)]
             )
             lab.run(lab.ctr2, ["ip", "link", "add", "pna", "type", "veth", "peer", "name", "pnb"])
+            # stacked devices: a macvlan over eth0 in ctr2, and one whose lower stays in ctr2
+            # while the macvlan itself moves to the unnamed namespace
+            lab.run(lab.ctr2, ["ip", "link", "add", "pnm", "link", "eth0", "type", "macvlan"])
+            lab.run(lab.ctr2, ["ip", "link", "add", "pnn", "link", "eth0", "type", "macvlan"])
+            lab.run(lab.ctr2, ["ip", "link", "set", "pnn", "netns", str(holder.pid)])
             topo = snapshot()
         finally:
             holder.kill()
             holder.wait()
     unnamed = f"netns:{inode}"
-    assert Netns(unnamed, inode, named=False) in topo.namespaces
+    # a fresh namespace does not forward
+    assert Netns(unnamed, inode, named=False, forwarding=False) in topo.namespaces
     assert find(topo, unnamed, "pny") == Link(
         unnamed, "pny", 2, "veth", None, lab.ctr2, "pnx", find(topo, unnamed, "pny").mac
     )
@@ -321,6 +419,12 @@ def test_unnamed_namespace_and_same_namespace_pair() -> None:
     assert (find(topo, lab.ctr2, "pna").peer_netns, find(topo, lab.ctr2, "pna").peer_name) == (lab.ctr2, "pnb")
     assert (find(topo, lab.ctr2, "pnb").peer_netns, find(topo, lab.ctr2, "pnb").peer_name) == (lab.ctr2, "pna")
     assert find(topo, unnamed, "lo").kind == "loopback"
+    pnm, pnn = find(topo, lab.ctr2, "pnm"), find(topo, unnamed, "pnn")
+    assert (pnm.kind, pnm.lower, pnm.lower_netns) == ("macvlan", "eth0", None)
+    assert (pnn.kind, pnn.lower, pnn.lower_netns) == ("macvlan", "eth0", lab.ctr2)
+    assert (pnm.peer_netns, pnm.peer_name, pnn.peer_netns, pnn.peer_name) == (None, None, None, None)
+    for ln in (find(topo, lab.ctr2, "pnx"), find(topo, lab.ctr2, "pna"), find(topo, unnamed, "pny")):
+        assert (ln.lower, ln.lower_netns) == (None, None)
     assert label_path(["eth1", "eth0", "pnx", "pny"], topo) == [
         f"eth1@{lab.ctr1}",
         f"eth0@{lab.ctr2}",
