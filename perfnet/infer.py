@@ -58,8 +58,8 @@ MIN_FORWARDS: Final = 2
 MAX_FORWARD_MEDIAN_NS: Final = 100_000
 """Largest median receive-to-transmit time (100 µs) of an accepted forwarding relation."""
 
-_START, _RX_ENTRY, _QUEUE, _RX_CORE, _RX_UP = "start", "rx", "queue", "core", "up"
-_KINDS: Final = {
+_OTHER, _START, _RX_ENTRY, _QUEUE, _RX_CORE, _RX_UP = range(6)
+_KINDS: Final[dict[str, int]] = {
     "net:net_dev_start_xmit": _START,
     "net:netif_rx_entry": _RX_ENTRY,
     "net:netif_rx_ni_entry": _RX_ENTRY,
@@ -117,9 +117,7 @@ def infer_topology(events: pd.DataFrame) -> Topology:
     same_addr[1:] = addr[by_addr][1:] == addr[by_addr][:-1]
     event, event_names = _codes(events, "event", order)
     dev, dev_names = _codes(events, "dev", order)
-    kind = np.array([_KINDS.get(name, "") if isinstance(name, str) else "" for name in event_names], dtype=object)[
-        event
-    ]
+    kind = np.array([_KINDS.get(name, _OTHER) if isinstance(name, str) else _OTHER for name in event_names])[event]
 
     # the thread (or CPU) each event ran on, and whether the next event of that thread is the
     # next event of this address: nothing of another skb came between

@@ -324,33 +324,66 @@ class _Walk:
             feasible from the device of that weak step, the split goes before the weak step.
         """
         split = np.zeros(dev.size, dtype=np.bool_)
+        n_inputs = 2 * len(self.candidates)
+        inputs = (np.where(dev >= 0, dev, len(self.candidates) - 1) * 2 + transmit).tolist()
+        opens = (boundary | ~arrival).tolist()
+        starts = [self.start(i // 2, bool(i % 2)) for i in range(n_inputs)]
+        memo: dict[int, int] = {}  # position * n_inputs + input -> next position * 2 + weak, or -1
+        single: list[int] = []  # per position: its device * 2 + direction if it has one device, else -1
         position, weak = -1, False
-        visited: set[tuple[bool, int]] = set()
-        devs, txs, arrivals, starts = dev.tolist(), transmit.tolist(), arrival.tolist(), boundary.tolist()
-        for k, (d, tx, is_arrival, starts_here) in enumerate(zip(devs, txs, arrivals, starts, strict=True)):
-            if starts_here or position < 0:
-                position, weak = (self.start(d, tx), False) if is_arrival else (-1, False)
+        visited: set[int] = set()
+        for k, inp in enumerate(inputs):
+            if opens[k] or position < 0:
+                position, weak = (starts[inp] if arrival[k] else -1), False
                 visited.clear()
             else:
-                nxt, step_weak = self.advance(position, d, tx)
-                if nxt >= 0:
-                    devices = self.positions[nxt][1]
-                    if len(devices) == 1 and (tx, next(iter(devices))) in visited:
-                        nxt = -1  # the same device twice in the same direction
-                if nxt < 0:
-                    earlier = self.start(devs[k - 1], txs[k - 1])
-                    moved = self.advance(earlier, d, tx)[0] if weak and not split[k - 1] else -1
-                    if moved >= 0:
-                        split[k - 1], nxt, step_weak = True, moved, False
-                        visited = {(txs[k - 1], device) for device in self.positions[earlier][1]}
-                    else:
-                        split[k], nxt, step_weak = True, self.start(d, tx), False
-                        visited.clear()
-                position, weak = nxt, step_weak
-            devices = self.positions[position][1] if position >= 0 else frozenset()
-            if len(devices) == 1:
-                visited.add((tx, next(iter(devices))))
+                key = position * n_inputs + inp
+                found = memo.get(key)
+                if found is None:
+                    nxt, step_weak = self.advance(position, inp // 2, bool(inp % 2))
+                    found = memo[key] = nxt * 2 + step_weak if nxt >= 0 else -1
+                if found >= 0:
+                    position, weak = found >> 1, bool(found & 1)
+                    while len(single) <= position:
+                        single.append(self._single(len(single)))
+                    if single[position] >= 0 and single[position] in visited:
+                        position = -1  # the same device twice in the same direction
+                if found < 0 or position < 0:
+                    position = self._resplit(split, k, inputs, starts, weak, n_inputs, memo)
+                    weak = False
+                    visited.clear()
+            if position >= 0:
+                while len(single) <= position:
+                    single.append(self._single(len(single)))
+                if single[position] >= 0:
+                    visited.add(single[position])
         return split
+
+    def _single(self, position: int) -> int:
+        """``device * 2 + direction`` of a position with one device, else -1."""
+        transmit, devices = self.positions[position]
+        return next(iter(devices)) * 2 + transmit if len(devices) == 1 else -1
+
+    def _resplit(
+        self,
+        split: BoolArray,
+        k: int,
+        inputs: list[int],
+        starts: list[int],
+        weak: bool,
+        n_inputs: int,
+        memo: dict[int, int],
+    ) -> int:
+        """Place the split for an infeasible step ``k``: before a weak step ``k - 1`` if ``k`` is
+        feasible from there, else at ``k``; the position after step ``k``."""
+        if weak and not split[k - 1]:
+            earlier = starts[inputs[k - 1]]
+            moved, _ = self.advance(earlier, inputs[k] // 2, bool(inputs[k] % 2))
+            if moved >= 0:
+                split[k - 1] = True
+                return moved
+        split[k] = True
+        return starts[inputs[k]]
 
 
 def _lifetimes(
@@ -616,7 +649,9 @@ def segment(
     packet_id[tl.order] = lt.packet
     visit_out = np.empty_like(visit)
     visit_out[tl.order] = visit
-    ended = np.where(packet_id >= 0, lt.ended_by[np.maximum(packet_id, 0)], -1)
+    ended = np.full(packet_id.size, -1, dtype=np.int64)
+    in_packet = packet_id >= 0
+    ended[in_packet] = lt.ended_by[packet_id[in_packet]]
     ended_by = pd.Categorical.from_codes(ended, categories=pd.Index(ENDED_BY))
     return pd.DataFrame({"packet_id": packet_id, "visit": visit_out, "ended_by": ended_by}, index=events.index)
 

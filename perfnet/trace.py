@@ -143,13 +143,17 @@ class Trace:
         fields = pd.DataFrame.from_records([r.fields for r in records], index=common.index)
         return pd.concat([common, fields], axis=1).sort_values("time_ns", kind="stable", ignore_index=True)
 
-    @cached_property
+    @property
     def topology(self) -> Topology:
         """The capturing host's namespaces and interfaces: the snapshot the trace was built with
         (a live capture's, or ``<capture>.topology.json``), else inferred from the events
         (``topology.inferred`` is then True; see :mod:`perfnet.infer`).  Packets walk its
         device graph, and ``netns_path`` and the hops' ``*_netns_dev`` are labelled with it."""
-        return self._snapshot if self._snapshot is not None else infer_topology(self.events)
+        return self._snapshot if self._snapshot is not None else self._inferred
+
+    @cached_property
+    def _inferred(self) -> Topology:
+        return infer_topology(self.events)
 
     @cached_property
     def _frames(self) -> paths.PathFrames:

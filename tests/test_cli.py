@@ -55,19 +55,27 @@ def test_report_json_on_lab_capture() -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert (report["format"], report["events"], report["packets"], report["errors"]) == ("trace", 883, 48, 0)
-    forward = f"{lab['bridge']}>{lab['host_veth']}>eth0>eth1>eth0"
+    # no snapshot beside the capture: namespaces inferred from the events, ctr2 first by name
+    assert report["topology"] == "inferred from the events"
+    ctr1, ctr2 = "eth0@inferred-2", "eth0@inferred-1"
+    forward = f"{lab['bridge']}>{lab['host_veth']}>{ctr1}>eth1@inferred-2>{ctr2}"
     assert [(p["path"], p["count"]) for p in report["paths"]] == [
         (forward, 26),
         (">".join(reversed(forward.split(">"))), 22),
     ]
     assert [(h["from_dev"], h["to_dev"], h["count"]) for h in report["hops"]] == [
-        ("eth0", "eth1", 48),
-        ("eth1", "eth0", 48),
+        (ctr1, "eth1@inferred-2", 26),
+        ("eth1@inferred-2", ctr2, 26),
         (lab["bridge"], lab["host_veth"], 26),
-        (lab["host_veth"], "eth0", 26),
-        ("eth0", lab["host_veth"], 22),
+        (lab["host_veth"], ctr1, 26),
+        (ctr2, "eth1@inferred-2", 22),
+        (ctr1, lab["host_veth"], 22),
+        ("eth1@inferred-2", ctr1, 22),
         (lab["host_veth"], lab["bridge"], 22),
     ]
+    assert report["ended_by"] == {
+        "capture end": 5, "free": 27, "infeasible step": 0, "repeat": 0, "length": 0, "idle": 16
+    }  # fmt: skip
     assert [(d["reason"], d["count"]) for d in report["drops"]] == [("NO_SOCKET", 5), ("QUEUE_PURGE", 3)]
 
 
@@ -75,9 +83,13 @@ def test_report_text_shows_paths_and_hop_latency() -> None:
     out = perfnet("report", "--example")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[2] == "packets: 6"
-    assert lines[4].split() == ["path", "packets", "share", "transit", "µs", "to", "free", "µs"]
-    assert [line.split()[:2] for line in lines[5:7]] == [["eth0>pnv0997>pnbr0997", "3"], ["pnbr0997>pnv0997>eth0", "3"]]
+    assert lines[2] == "packets: 6    devices: inferred from the events"
+    assert lines[3] == "ended by: capture end 2, idle 4  (4 rest only on the idle rule: the least certain)"
+    assert lines[5].split() == ["path", "packets", "share", "transit", "µs", "to", "free", "µs"]
+    assert [line.split()[:2] for line in lines[6:8]] == [
+        ["eth0@inferred-1>pnv0997>pnbr0997", "3"],
+        ["pnbr0997>pnv0997>eth0@inferred-1", "3"],
+    ]
     assert "hop latency (µs)" in out.stdout
 
 

@@ -155,7 +155,8 @@ def test_bundled_example_capture() -> None:
 def test_jupyter_view_shows_counts_paths_and_hop_latency_in_microseconds() -> None:
     html = read("lab-trace.txt")._repr_html_()
     assert "<b>lab-trace.txt</b>: format <code>trace</code>, 883 events, 48 packets, 0 lost, 0 unparsed lines" in html
-    assert f"{LAB['bridge']}&gt;{LAB['host_veth']}&gt;eth0&gt;eth1&gt;eth0</td>" in html
+    forward = f"{LAB['bridge']}&gt;{LAB['host_veth']}&gt;eth0@inferred-2&gt;eth1@inferred-2&gt;eth0@inferred-1</td>"
+    assert forward in html
     assert "<th>p99 (µs)</th>" in html and "<th>share (%)</th>" in html
 
 

@@ -12,6 +12,8 @@ import pytest
 
 import perfnet
 from perfnet import paths
+from perfnet.infer import infer_topology
+from perfnet.topology import Link, Netns, Topology
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MANIFEST = json.loads((FIXTURES / "lab.json").read_text())
@@ -57,10 +59,13 @@ def check_ground_truth(packets: pd.DataFrame) -> None:
     assert (icmp["path"].astype(str) == BACKWARD).sum() == PINGS
 
 
+@pytest.mark.parametrize("devices", ["names", "inferred", "snapshot"])
 @pytest.mark.parametrize("with_skb", [True, False], ids=["net+skb", "net-only"])
 @pytest.mark.parametrize("name", ALL_VARIANTS)
-def test_paths_match_ping_count_and_link_counters(name: str, with_skb: bool) -> None:
-    check_ground_truth(paths.reconstruct(events_of(name, with_skb)).packets)
+def test_paths_match_ping_count_and_link_counters(name: str, with_skb: bool, devices: str) -> None:
+    events = events_of(name, with_skb)
+    topology = {"names": None, "inferred": infer_topology(events), "snapshot": lab_topology()}[devices]
+    check_ground_truth(paths.reconstruct(events, topology=topology).packets)
 
 
 def test_trace_frames_are_the_path_frames() -> None:
@@ -94,10 +99,8 @@ def test_seed_capture_paths() -> None:
     assert trace.hops["latency_ns"].tolist() == [12_000, 4_000, 2_000, 7_000]
 
 
-def test_netns_path_resolves_repeated_names_through_veth_peers() -> None:
-    """The fixture lab's topology (from lab.json) labels eth0 in two namespaces apart."""
-    from perfnet.topology import Link, Netns, Topology
-
+def lab_topology() -> Topology:
+    """The fixture lab's topology, from lab.json."""
     ctr1, ctr2 = LAB["ctr1"], LAB["ctr2"]
     links = (
         Link("root", BRIDGE, 10, "bridge", None, None, None, None),
@@ -106,10 +109,15 @@ def test_netns_path_resolves_repeated_names_through_veth_peers() -> None:
         Link(ctr1, "eth1", 3, "veth", None, ctr2, "eth0", None),
         Link(ctr2, "eth0", 2, "veth", None, ctr1, "eth1", None),
     )
-    namespaces = (Netns("root", 1, False), Netns(ctr1, 2, True), Netns(ctr2, 3, True))
-    trace = perfnet.read(FIXTURES / "lab-trace.txt")
-    assert "netns_path" not in trace.packets and "from_netns_dev" not in trace.hops
-    trace.topology = Topology("root", namespaces, links)  # relabels frames computed before
+    namespaces = (Netns("root", 1, False, False), Netns(ctr1, 2, True, True), Netns(ctr2, 3, True, False))
+    return Topology("root", namespaces, links)
+
+
+def test_netns_path_resolves_repeated_names_through_veth_peers() -> None:
+    """The fixture lab's topology labels eth0 in two namespaces apart."""
+    ctr1, ctr2 = LAB["ctr1"], LAB["ctr2"]
+    trace = perfnet.read(FIXTURES / "lab-trace.txt", topology=lab_topology())
+    assert not trace.topology.inferred
     labelled = trace.packets.groupby("netns_path", observed=True).size().to_dict()
     assert labelled == {
         f"{BRIDGE}>{VETH}>eth0@{ctr1}>eth1@{ctr1}>eth0@{ctr2}": 26,
@@ -131,21 +139,9 @@ def test_netns_path_resolves_repeated_names_through_veth_peers() -> None:
 def test_every_view_of_a_trace_names_namespaces() -> None:
     """The CLI report, the HTML report and Jupyter all show namespace-qualified paths and hops."""
     from perfnet import analysis, html_report
-    from perfnet.topology import Link, Netns, Topology
 
     ctr1, ctr2 = LAB["ctr1"], LAB["ctr2"]
-    trace = perfnet.read(FIXTURES / "lab-trace.txt")
-    trace.topology = Topology(
-        "root",
-        (Netns("root", 1, False), Netns(ctr1, 2, True), Netns(ctr2, 3, True)),
-        (
-            Link("root", BRIDGE, 10, "bridge", None, None, None, None),
-            Link("root", VETH, 11, "veth", BRIDGE, ctr1, "eth0", None),
-            Link(ctr1, "eth0", 2, "veth", None, "root", VETH, None),
-            Link(ctr1, "eth1", 3, "veth", None, ctr2, "eth0", None),
-            Link(ctr2, "eth0", 2, "veth", None, ctr1, "eth1", None),
-        ),
-    )
+    trace = perfnet.read(FIXTURES / "lab-trace.txt", topology=lab_topology())
     packets, hops = analysis.with_namespaces(trace)
     assert analysis.path_table(packets)["count"].tolist() == [26, 22]
     assert len(analysis.hop_latency(hops)) == 8  # eth0 of ctr1 and ctr2 apart: 8 hops, not 6
@@ -155,10 +151,10 @@ def test_every_view_of_a_trace_names_namespaces() -> None:
 
 def test_a_capture_without_packets_still_has_every_frame_and_view() -> None:
     from perfnet import analysis, html_report
-    from perfnet.topology import Netns, Topology
 
-    trace = perfnet.read(["     0.090 ping/2000 net:netif_rx_exit()"])
-    trace.topology = Topology("root", (Netns("root", 1, False),), ())
+    trace = perfnet.read(
+        ["     0.090 ping/2000 net:netif_rx_exit()"], topology=Topology("root", (Netns("root", 1, False),), ())
+    )
     packets, hops = analysis.with_namespaces(trace)
     assert packets.empty and hops.empty and "from_netns_dev" in hops
     assert analysis.hop_latency(hops).empty and analysis.path_table(packets).empty

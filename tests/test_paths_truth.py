@@ -116,8 +116,8 @@ def test_a_saved_topology_is_used_when_given() -> None:
 # (rule, capture, kind, with skb:*, packets found, wrong packets).
 NEEDED = [
     ("infeasible step", "tcp-up", "trace", True, 78, 486),
-    ("free", "mixed-tcpdump", "script", True, 934, 31),
-    ("idle", "mixed", "trace", True, 1046, 33),
+    ("free", "mixed-tcpdump", "script", True, 921, 18),
+    ("idle", "mixed", "trace", True, 1039, 26),
     ("length", "mixed-tcpdump", "trace", False, 920, 2),  # 921 packets with it (KNOWN_MERGES)
 ]
 
