@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -16,7 +17,7 @@ from perfnet import analysis
 from perfnet.bundled import example_capture
 from perfnet.display import readable
 from perfnet.errors import PerfnetError
-from perfnet.topology import Topology, device_label
+from perfnet.topology import Topology, device_label, snapshot
 
 _SHOWN_ERRORS = 5
 
@@ -312,6 +313,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topology(args: argparse.Namespace) -> int:
+    """``perfnet topology save|show``: the host's devices per namespace, to keep beside a capture."""
+    if args.action == "save":
+        target = Path(args.output or f"{args.capture}.topology.json")
+        topology = snapshot()
+        try:
+            topology.save(target)
+        except OSError as exc:
+            raise PerfnetError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        print(f"wrote {target}: {len(topology.links)} devices in {len(topology.namespaces)} namespaces")
+        if topology.unreadable:
+            print(f"not readable (run as root): {', '.join(topology.unreadable)}")
+        return 0
+    topology = perfnet.read(args.capture).topology if args.capture else snapshot()
+    origin = "inferred from the events" if topology.inferred else "snapshot"
+    print(f"{origin}; home namespace: {topology.home}")
+    for ns in topology.namespaces:
+        forwards = {True: "forwards", False: "does not forward", None: "forwarding unknown"}[ns.forwarding]
+        print(f"{ns.name} ({forwards})")
+        for link in (link for link in topology.links if link.netns == ns.name):
+            facts = [link.kind or "device"]
+            if link.master:  # inferred: seen below it (a bridge's port, a macvlan's lower)
+                facts.append(f"{'under' if topology.inferred else 'port of'} {link.master}")
+            if link.peer_name:
+                facts.append(f"peer {link.peer_name}@{link.peer_netns}")
+            if link.lower:
+                facts.append(f"over {link.lower}")
+            print(f"  {link.name}: {', '.join(facts)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfnet", description=perfnet.__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -363,12 +395,24 @@ def build_parser() -> argparse.ArgumentParser:
     lab_cmd.add_argument("tags", nargs="*", help="down: the labs to remove (default: every lab left up)")
     lab_cmd.add_argument("--count", type=int, default=5, help="demo: pings to send (default 5)")
     lab_cmd.set_defaults(run=cmd_lab)
+    topology_cmd = commands.add_parser(
+        "topology", help="save this host's devices beside a capture, or show a capture's (saved or inferred)"
+    )
+    topology_cmd.add_argument("action", choices=("save", "show"))
+    topology_cmd.add_argument(
+        "capture", nargs="?", help="save: writes CAPTURE.topology.json (read() finds it); show: its devices"
+    )
+    topology_cmd.add_argument("-o", "--output", metavar="FILE", help="save: write here instead")
+    topology_cmd.set_defaults(run=cmd_topology)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``perfnet`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "topology" and args.action == "save" and not (args.capture or args.output):
+        parser.error("topology save: give the capture it belongs to, or -o FILE")
     try:
         code: int = args.run(args)
     except PerfnetError as exc:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from perfnet import read
+from perfnet.topology import Topology
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -161,3 +165,31 @@ def test_output_that_cannot_be_written_is_a_named_error(tmp_path: Path) -> None:
     assert out.returncode == 2 and "cannot write" in out.stderr and "Traceback" not in out.stderr
     out = perfnet("parse", capture, "--format", "trace")
     assert out.returncode == 0 and "errors:  6" in out.stdout  # the old format read as perf trace's: all bad
+
+
+def test_topology_show_of_a_capture_without_snapshot_infers_it() -> None:
+    out = perfnet("topology", "show", str(FIXTURES / "paths" / "mixed-trace.txt.gz"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "inferred from the events; home namespace: inferred-3",
+        "inferred-1 (does not forward)",
+        "  eth0: veth, under mv0, peer eth1@inferred-2",
+        "  mv0: device",
+        "inferred-2 (forwards)",
+        "  eth0: veth, peer pnvpgt1@inferred-3",
+        "  eth1: veth, peer eth0@inferred-1",
+        "inferred-3 (does not forward)",
+        "  pnbrpgt1: device",
+        "  pnvpgt1: veth, under pnbrpgt1, peer eth0@inferred-2",
+    ]
+
+
+def test_topology_save_writes_the_snapshot_read_finds(tmp_path: Path) -> None:
+    capture = tmp_path / "ping.txt"
+    shutil.copyfile(FIXTURES / "ping-bridge.txt", capture)
+    out = perfnet("topology", "save", str(capture))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"wrote {capture}.topology.json: ")
+    trace = read(capture)
+    assert not trace.topology.inferred and trace.topology == Topology.load(f"{capture}.topology.json")
+    assert perfnet("topology", "save").returncode == 2
