@@ -96,7 +96,7 @@ def _report(trace: perfnet.Trace) -> dict[str, Any]:
         **_basics(trace),
         "packets": len(packets),
         "ended_by": {str(rule): int(n) for rule, n in packets["ended_by"].value_counts(sort=False).items()},
-        "topology": "inferred from the events" if trace.topology.inferred else "saved snapshot",
+        "topology": "inferred from the events" if trace.topology.inferred else "snapshot of the capturing host",
         "paths": analysis.path_table(packets),
         "hops": analysis.hop_latency(hops),
         "drops": trace.drops,

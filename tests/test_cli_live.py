@@ -26,7 +26,7 @@ def test_lab_demo_prints_events_then_netns_paths() -> None:
     tag = lines[0].split()[1].rstrip(":")
     assert sum("net:net_dev_queue" in line and " 98 " in line for line in lines) == 2 * 5  # 5 devices each way
     summary = lines[lines.index("--- summary ---") :]
-    assert "packets: 4" in summary
+    assert "packets: 4    devices: snapshot of the capturing host" in summary
     forward = f"pnbr{tag}>pnv{tag}>eth0@pnc1-{tag}>eth1@pnc1-{tag}>eth0@pnc2-{tag}"
     assert any(line.split()[:2] == [forward, "2"] for line in summary)
     assert not [
