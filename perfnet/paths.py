@@ -35,7 +35,7 @@ Vocabulary used throughout:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -240,10 +240,11 @@ def _length_changes(candidates: BoolArray, previous: IntArray, boundary: BoolArr
 
 
 # Why a packet ended: the rule that started the next lifetime of its address.
-ENDED_BY: Final = ("capture end", "free", "infeasible step", "repeat", "length", "idle")
-RULES: Final = frozenset(ENDED_BY[1:])
+# "lost" is not a rule: it marks a split next to a LOST line, whichever rule made it.
+ENDED_BY: Final = ("capture end", "free", "infeasible step", "repeat", "length", "idle", "lost")
+RULES: Final = frozenset(ENDED_BY[1:6])
 """The lifetime rules of :func:`segment`, by the names ``ended_by`` gives them."""
-_END, _BY_FREE, _BY_INFEASIBLE, _BY_REPEAT, _BY_LENGTH, _BY_IDLE = range(len(ENDED_BY))
+_END, _BY_FREE, _BY_INFEASIBLE, _BY_REPEAT, _BY_LENGTH, _BY_IDLE, _BY_LOSS = range(len(ENDED_BY))
 
 
 @dataclass(frozen=True)
@@ -387,8 +388,26 @@ class _Walk:
         return starts[inputs[k]]
 
 
+def _near_loss(events: pd.DataFrame, tl: _Timeline, rows: IntArray, lost_linenos: Sequence[int]) -> BoolArray:
+    """Rows (grouped by address) with a LOST line between them and the address's previous row,
+    by line number: events of the address may be missing right there."""
+    near = np.zeros(rows.size, dtype=np.bool_)
+    if not len(lost_linenos) or "lineno" not in events or rows.size < 2:
+        return near
+    lost = np.sort(np.asarray(lost_linenos, dtype=np.int64))
+    lineno = events["lineno"].to_numpy(dtype=np.int64)[tl.order][rows]
+    low, high = np.minimum(lineno[:-1], lineno[1:]), np.maximum(lineno[:-1], lineno[1:])
+    near[1:] = np.searchsorted(lost, high) > np.searchsorted(lost, low, side="right")
+    return near
+
+
 def _lifetimes(
-    events: pd.DataFrame, tl: _Timeline, gap_ns: int, graph: DeviceGraph | None, rules: frozenset[str]
+    events: pd.DataFrame,
+    tl: _Timeline,
+    gap_ns: int,
+    graph: DeviceGraph | None,
+    rules: frozenset[str],
+    lost_linenos: Sequence[int],
 ) -> _Lifetimes:
     """Split each address's events into packet lifetimes (the rules are in :func:`segment`)."""
     n_events = tl.time.size
@@ -459,8 +478,8 @@ def _lifetimes(
 
     # Each boundary's rule, by precedence; a lifetime ends by the rule of the next one.
     rule = np.select(
-        [first, after_free, infeasible, repeat, by_length, idle],
-        [_END, _BY_FREE, _BY_INFEASIBLE, _BY_REPEAT, _BY_LENGTH, _BY_IDLE],
+        [first, after_free, _near_loss(events, tl, rows, lost_linenos), infeasible, repeat, by_length, idle],
+        [_END, _BY_FREE, _BY_LOSS, _BY_INFEASIBLE, _BY_REPEAT, _BY_LENGTH, _BY_IDLE],
         default=_END,
     )[boundary]
     life = np.cumsum(boundary) - 1
@@ -573,6 +592,7 @@ def segment(
     topology: Topology | None = None,
     gap_ns: int = DEFAULT_GAP_NS,
     rules: Collection[str] = RULES,
+    lost_linenos: Sequence[int] = (),
 ) -> pd.DataFrame:
     """Label every event with its packet and its device visit within the packet.
 
@@ -640,6 +660,9 @@ def segment(
         topology: the devices packets walk (rule 2); None: names only, rule 2 off.
         gap_ns: the idle time after which an arrival starts a new packet (rule 5).
         rules: the rules to apply (default all of :data:`RULES`), to measure what one is worth.
+        lost_linenos: line numbers of the capture's LOST lines: a packet whose end lies next to
+            one (a LOST line between its last event and the address's next, by line number)
+            ends by ``lost``, whichever rule split it.
 
     Returns:
         A frame with the events' index and int64 columns ``packet_id`` (``NO_PACKET`` for
@@ -656,7 +679,7 @@ def segment(
     if unknown:
         raise UsageError(f"unknown rules {sorted(unknown)}: choose from {sorted(RULES)}")
     graph = DeviceGraph(topology) if topology is not None else None
-    lt = _lifetimes(events, tl, gap_ns, graph, frozenset(rules))
+    lt = _lifetimes(events, tl, gap_ns, graph, frozenset(rules), lost_linenos)
     entry_of = _match_exits(events, tl)
     closed = np.flatnonzero(entry_of >= 0)
     lt.packet[closed] = lt.packet[entry_of[closed]]
@@ -996,6 +1019,7 @@ def reconstruct(
     topology: Topology | None = None,
     gap_ns: int = DEFAULT_GAP_NS,
     rules: Collection[str] = RULES,
+    lost_linenos: Sequence[int] = (),
 ) -> PathFrames:
     """Label the events and build every path frame from them, sharing the work.
 
@@ -1004,11 +1028,12 @@ def reconstruct(
         topology: the devices packets walk; None: names only (see :func:`segment`).
         gap_ns: the idle time after which an arrival starts a new packet.
         rules: the rules to apply (see :func:`segment`).
+        lost_linenos: line numbers of LOST lines (see :func:`segment`).
 
     Returns:
         The labels and the ``packets``, ``hops``, ``stages`` and ``drops`` frames.
     """
-    labels = segment(events, topology=topology, gap_ns=gap_ns, rules=rules)
+    labels = segment(events, topology=topology, gap_ns=gap_ns, rules=rules, lost_linenos=lost_linenos)
     view = _view(events, labels)
     return PathFrames(
         labels=labels,

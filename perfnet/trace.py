@@ -158,7 +158,8 @@ class Trace:
     @cached_property
     def _frames(self) -> paths.PathFrames:
         # all path frames at once: they share one sorted, factorized view of the events
-        return paths.reconstruct(self.events, topology=self.topology)
+        losses = [m.lineno for m in self._messages if m.lost]
+        return paths.reconstruct(self.events, topology=self.topology, lost_linenos=losses)
 
     @property
     def labels(self) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import perfnet
 from perfnet import paths
 from perfnet.topology import Link, Netns, Topology
 
@@ -708,3 +709,18 @@ def test_vectorized_rules_match_the_reference(seed: int) -> None:
 def test_reference_agrees_on_the_real_capture() -> None:
     events = real()
     pd.testing.assert_frame_equal(reference(events, paths.DEFAULT_GAP_NS), paths.segment(events))
+
+
+def test_a_packet_that_ends_next_to_a_lost_line_ends_by_lost() -> None:
+    """Events may be missing where perf lost some: the report says so instead of naming a rule."""
+    lines = [
+        '     0.000 ping/1 net:net_dev_queue(skbaddr: 0xffff888100000100, len: 98, name: "br0")',
+        '     0.010 ping/1 net:net_dev_queue(skbaddr: 0xffff888100000100, len: 98, name: "veth0")',
+        "LOST 3 events!",
+        '     5.000 ping/1 net:net_dev_queue(skbaddr: 0xffff888100000100, len: 98, name: "br0")',
+        '     9.000 ping/1 net:net_dev_queue(skbaddr: 0xffff888100000100, len: 98, name: "br0")',
+    ]
+    trace = perfnet.read(lines)
+    assert trace.lost == 3
+    assert trace.packets["path"].astype(str).tolist() == ["br0>veth0", "br0", "br0"]
+    assert trace.packets["ended_by"].astype(str).tolist() == ["lost", "repeat", "capture end"]
