@@ -114,7 +114,9 @@ class Trace:
         Columns: ``time_ns`` (int64), ``comm``, ``tid``/``cpu`` (nullable Int64), ``event``,
         ``dev``, ``skbaddr`` (nullable UInt64: missing for ``*_exit`` events), ``len``,
         ``protocol`` (nullable Int64), ``reason``, ``location``, ``lineno`` and ``callchain``
-        (a tuple of frames, empty unless the capture had callchains).
+        (a tuple of frames, empty unless the capture had callchains).  ``comm``, ``event`` and
+        ``dev`` are categorical: few values repeat over many rows, and path reconstruction
+        and topology inference group by their codes.
         """
         records = self._records
         columns = _common_columns(records)
@@ -123,6 +125,8 @@ class Trace:
             values = [_of_type(r.fields.get(name), kind) for r in records]
             columns[name] = pd.array(values, dtype=dtype)  # type: ignore[call-overload]
         order = ["time_ns", "comm", "tid", "cpu", "event", *_FIELD_COLUMNS, "lineno", "callchain"]
+        for name in ("comm", "event", "dev"):
+            columns[name] = pd.Categorical(columns[name])
         frame = pd.DataFrame({name: columns[name] for name in order})
         return frame.sort_values("time_ns", kind="stable", ignore_index=True)
 

@@ -78,7 +78,7 @@ def test_report_json_on_lab_capture() -> None:
         (lab["host_veth"], lab["bridge"], 22),
     ]
     assert report["ended_by"] == {
-        "capture end": 5, "free": 27, "infeasible step": 0, "repeat": 0, "length": 0, "idle": 16
+        "capture end": 5, "free": 27, "infeasible step": 0, "repeat": 0, "length": 0, "idle": 16, "lost": 0
     }  # fmt: skip
     assert [(d["reason"], d["count"]) for d in report["drops"]] == [("NO_SOCKET", 5), ("QUEUE_PURGE", 3)]
 

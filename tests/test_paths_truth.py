@@ -134,8 +134,8 @@ def test_ended_by_says_which_rule_ended_each_packet() -> None:
     with_skb = paths.reconstruct(events("tcp-up", "trace", True), topology=SNAPSHOT).packets
     net_only = paths.reconstruct(events("tcp-up", "trace", False), topology=SNAPSHOT).packets
     assert with_skb["ended_by"].value_counts().to_dict() == {
-        "infeasible step": 476, "idle": 52, "capture end": 13, "repeat": 2, "free": 1, "length": 0
+        "infeasible step": 476, "idle": 52, "capture end": 13, "repeat": 2, "free": 1, "length": 0, "lost": 0
     }  # fmt: skip
     assert net_only["ended_by"].value_counts().to_dict() == {
-        "infeasible step": 466, "idle": 63, "capture end": 13, "repeat": 2, "free": 0, "length": 0
+        "infeasible step": 466, "idle": 63, "capture end": 13, "repeat": 2, "free": 0, "length": 0, "lost": 0
     }  # fmt: skip
