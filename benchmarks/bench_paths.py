@@ -9,7 +9,10 @@ that every address is reused many times (with the frees that end each use):
 * an ICMP echo routed through a container: ``pnbr1>pnv1>eth0>eth1>eth0`` and back.
 
 Run ``python benchmarks/bench_paths.py [--events N] [--net-only]``; ``--net-only`` drops the
-``skb:*`` events, so lifetimes come from the structural rules alone.
+``skb:*`` events, so lifetimes come from the structural rules alone.  ``--capture FILE`` times
+the same steps on a real capture instead (e.g. the flood of ``scripts/capture_fixtures.py
+--big``), read once with ``perfnet.read``; its last line is what ``trace.packets`` costs there:
+topology inference, the walk through the inferred graph and the namespace labels.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+import perfnet
 from perfnet import analysis, paths
 from perfnet.infer import infer_topology
+from perfnet.topology import label_paths
 
 # (microseconds, event, device, address slot, len, protocol, reason); slot -1: no skbaddr.
 Template = list[tuple[int, str, str | None, int, int | None, int | None, str | None]]
@@ -167,7 +172,15 @@ def synthesize(n_events: int, *, slots: int = 4096, spacing_us: int = 150, seed:
     frame = pd.concat(parts, ignore_index=True)
     frame = frame.sort_values("time_ns", kind="stable", ignore_index=True)
     frame["lineno"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    for column in ("comm", "event", "dev"):  # as in Trace.events
+        frame[column] = frame[column].astype("category")
     return frame
+
+
+def packets_of(events: pd.DataFrame) -> pd.Series:
+    """What ``Trace.packets`` computes for a capture without a saved topology."""
+    topology = infer_topology(events)
+    return label_paths(paths.reconstruct(events, topology=topology).packets["path"], topology)
 
 
 def best_of(runs: int, func: Callable[[], object]) -> float:
@@ -186,9 +199,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000, help="approximate number of events")
     parser.add_argument("--net-only", action="store_true", help="drop the skb:* events")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per step (best is kept)")
+    parser.add_argument("--capture", help="time a real capture (read once) instead of synthetic events")
     args = parser.parse_args()
 
-    events = synthesize(args.events)
+    events = perfnet.read(args.capture).events if args.capture else synthesize(args.events)
     if args.net_only:
         events = events[~events["event"].str.startswith("skb:")].reset_index(drop=True)
     n = len(events)
@@ -205,11 +219,11 @@ def main() -> None:
         "reconstruct": lambda: paths.reconstruct(events),
         "infer": lambda: infer_topology(events),
         "reconstruct on the inferred graph": lambda: paths.reconstruct(events, topology=inferred),
-        "infer + reconstruct": lambda: paths.reconstruct(events, topology=infer_topology(events)),
+        "trace.packets (infer, walk, labels)": lambda: packets_of(events),
     }
     for name, func in steps.items():
         seconds = best_of(args.runs, func)
-        print(f"{name:34} {seconds:7.3f} s  {n / seconds / 1e6:6.2f} M events/s")
+        print(f"{name:36} {seconds:7.3f} s  {n / seconds / 1e6:6.2f} M events/s")
 
 
 if __name__ == "__main__":

@@ -273,6 +273,7 @@ class _Walk:
         self.graph = graph
         self.candidates = [graph.candidates(name) if isinstance(name, str) else () for name in dev_names]
         self.positions: list[tuple[bool, frozenset[int]]] = []
+        self.single: list[int] = []  # per position: its device * 2 + direction if it has one device, else -1
         self.codes: dict[tuple[bool, frozenset[int]], int] = {}
         self.memo: dict[tuple[int, int, bool], tuple[int, bool]] = {}
 
@@ -286,6 +287,7 @@ class _Walk:
         if code is None:
             code = self.codes[key] = len(self.positions)
             self.positions.append(key)
+            self.single.append(next(iter(devices)) * 2 + transmit if len(devices) == 1 else -2 - code)
         return code
 
     def advance(self, position: int, dev: int, transmit: bool) -> tuple[int, bool]:
@@ -328,15 +330,15 @@ class _Walk:
         split = np.zeros(dev.size, dtype=np.bool_)
         n_inputs = 2 * len(self.candidates)
         inputs = (np.where(dev >= 0, dev, len(self.candidates) - 1) * 2 + transmit).tolist()
-        opens = (boundary | ~arrival).tolist()
+        opens, arrivals = (boundary | ~arrival).tolist(), arrival.tolist()
         starts = [self.start(i // 2, bool(i % 2)) for i in range(n_inputs)]
         memo: dict[int, int] = {}  # position * n_inputs + input -> next position * 2 + weak, or -1
-        single: list[int] = []  # per position: its device * 2 + direction if it has one device, else -1
+        single = self.single  # per position: its device * 2 + direction if it has one device, else -1
         position, weak = -1, False
         visited: set[int] = set()
         for k, inp in enumerate(inputs):
             if opens[k] or position < 0:
-                position, weak = (starts[inp] if arrival[k] else -1), False
+                position, weak = (starts[inp] if arrivals[k] else -1), False
                 visited.clear()
             else:
                 key = position * n_inputs + inp
@@ -344,27 +346,15 @@ class _Walk:
                 if found is None:
                     nxt, step_weak = self.advance(position, inp // 2, bool(inp % 2))
                     found = memo[key] = nxt * 2 + step_weak if nxt >= 0 else -1
-                if found >= 0:
+                if found >= 0 and single[found >> 1] not in visited:
                     position, weak = found >> 1, bool(found & 1)
-                    while len(single) <= position:
-                        single.append(self._single(len(single)))
-                    if single[position] >= 0 and single[position] in visited:
-                        position = -1  # the same device twice in the same direction
-                if found < 0 or position < 0:
-                    position = self._resplit(split, k, inputs, starts, weak, n_inputs, memo)
+                else:  # infeasible, or the same device twice in the same direction
+                    position = self._resplit(split, k, inputs, starts, weak)
                     weak = False
                     visited.clear()
-            if position >= 0:
-                while len(single) <= position:
-                    single.append(self._single(len(single)))
-                if single[position] >= 0:
-                    visited.add(single[position])
+            if position >= 0 and single[position] >= 0:
+                visited.add(single[position])
         return split
-
-    def _single(self, position: int) -> int:
-        """``device * 2 + direction`` of a position with one device, else -1."""
-        transmit, devices = self.positions[position]
-        return next(iter(devices)) * 2 + transmit if len(devices) == 1 else -1
 
     def _resplit(
         self,
@@ -373,8 +363,6 @@ class _Walk:
         inputs: list[int],
         starts: list[int],
         weak: bool,
-        n_inputs: int,
-        memo: dict[int, int],
     ) -> int:
         """Place the split for an infeasible step ``k``: before a weak step ``k - 1`` if ``k`` is
         feasible from there, else at ``k``; the position after step ``k``."""
