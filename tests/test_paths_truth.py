@@ -112,19 +112,42 @@ def test_a_saved_topology_is_used_when_given() -> None:
     }
 
 
-# Each rule, disabled alone, breaks the truth of a real capture (with the snapshot):
-# (rule, capture, kind, with skb:*, packets found, wrong packets).
+# The events of a capture made with only ``-e net:net_dev_queue -e net:netif_receive_skb`` and
+# the frees: too few to infer veth peers, so its topology is empty and the name rules decide.
+SPARSE = ("net:net_dev_queue", "net:netif_receive_skb", "skb:consume_skb", "skb:kfree_skb")
+
+
+def test_a_sparse_capture_infers_nothing_and_keeps_request_response_exact() -> None:
+    sparse = events("http-keepalive", "script", True)
+    sparse = sparse[sparse["event"].isin(SPARSE)].reset_index(drop=True)
+    assert infer_topology(sparse).links == ()
+    got = Counter(paths.reconstruct(sparse, topology=infer_topology(sparse)).packets["path"].astype(str))
+    assert got == Counter(MANIFEST["captures"]["http-keepalive"]["routes"])
+
+
+# Each rule, disabled alone, breaks the truth of a real capture: (rule, capture, kind, events
+# (all, net-only: no skb:*, sparse: SPARSE), topology, packets found, wrong packets); with
+# every rule on, all of these are exact but for the one known merge (length, KNOWN_MERGES).
 NEEDED = [
-    ("infeasible step", "tcp-up", "trace", True, 78, 486),
-    ("free", "mixed-tcpdump", "script", True, 921, 18),
-    ("idle", "mixed", "trace", True, 1039, 26),
-    ("length", "mixed-tcpdump", "trace", False, 920, 2),  # 921 packets with it (KNOWN_MERGES)
+    ("infeasible step", "tcp-up", "trace", "all", "snapshot", 78, 486),
+    ("free", "mixed-tcpdump", "script", "all", "snapshot", 921, 18),
+    ("idle", "mixed", "trace", "all", "snapshot", 1039, 26),
+    ("length", "mixed-tcpdump", "trace", "net-only", "snapshot", 920, 2),  # 921 (2 wrong) with it
+    ("repeat", "http-keepalive", "script", "sparse", "inferred", 106, 6),
 ]
 
 
-@pytest.mark.parametrize(("rule", "name", "kind", "with_skb", "found", "wrong"), NEEDED, ids=[n[0] for n in NEEDED])
-def test_every_rule_earns_its_place(rule: str, name: str, kind: str, with_skb: bool, found: int, wrong: int) -> None:
-    packets = paths.reconstruct(events(name, kind, with_skb), topology=SNAPSHOT, rules=paths.RULES - {rule}).packets
+@pytest.mark.parametrize(
+    ("rule", "name", "kind", "subset", "which", "found", "wrong"), NEEDED, ids=[n[0] for n in NEEDED]
+)
+def test_every_rule_earns_its_place(
+    rule: str, name: str, kind: str, subset: str, which: str, found: int, wrong: int
+) -> None:
+    frame = events(name, kind, subset == "all" or subset == "sparse")
+    if subset == "sparse":
+        frame = frame[frame["event"].isin(SPARSE)].reset_index(drop=True)
+    topology = SNAPSHOT if which == "snapshot" else infer_topology(frame)
+    packets = paths.reconstruct(frame, topology=topology, rules=paths.RULES - {rule}).packets
     got, routes = Counter(packets["path"].astype(str)), Counter(MANIFEST["captures"][name]["routes"])
     assert (len(packets), (routes - got).total()) == (found, wrong)
 
