@@ -41,7 +41,6 @@ is a :class:`~perfnet.topology.Topology` with ``inferred=True``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from typing import Final
 
 import numpy as np
@@ -69,8 +68,11 @@ _KINDS: Final[dict[str, int]] = {
     "net:netif_receive_skb_entry": _RX_UP,
     "net:netif_receive_skb_list_entry": _RX_UP,
 }
-# Rows looked at before a receive to find the transmit that carried it to its device.
+# How far back on its address a receive row looks for the entry of its visit (entry,
+# netif_rx, the sender's net_dev_xmit and exit, then netif_receive_skb in the backlog).
 _LOOKBACK: Final = 4
+# Verdicts on a forwarding relation (see the module docstring).
+_FORWARDS, _MAY_FORWARD, _REUSE = "forwards", "may forward", "reuse"
 
 Device = tuple[str, str | None]  # (name, name of its veth peer or None)
 
@@ -107,35 +109,37 @@ def infer_topology(events: pd.DataFrame) -> Topology:
         A topology marked ``inferred``; empty (every device unknown) for a capture without
         ``net_dev_start_xmit`` and receive entries, which cannot show veth peers.
     """
-    has = events["skbaddr"].notna().to_numpy() & events["dev"].notna().to_numpy()
-    rows = np.flatnonzero(has)
+    event_codes, event_names = pd.factorize(events["event"])
+    kind_of = np.array([_KINDS.get(name, _OTHER) if isinstance(name, str) else _OTHER for name in event_names])
+    if not {_START, _RX_ENTRY} <= set(kind_of.tolist()):
+        # without the events that show veth peers, a device's peer is unknown, not absent
+        return Topology(home="", namespaces=(), links=(), inferred=True)
+    # every event of an address, frees and copies included: one between two events means the
+    # skb was freed or delivered there, so they are not nested
+    rows = np.flatnonzero(events["skbaddr"].notna().to_numpy())
     addr = events["skbaddr"].to_numpy(dtype=np.uint64, na_value=0)[rows]
     time = events["time_ns"].to_numpy(dtype=np.int64)[rows]
     by_addr = np.lexsort((time, addr))
-    order = rows[by_addr]
-    same_addr = np.zeros(order.size, dtype=np.bool_)
-    same_addr[1:] = addr[by_addr][1:] == addr[by_addr][:-1]
-    event, event_names = _codes(events, "event", order)
+    order, time = rows[by_addr], time[by_addr]
+    group = np.cumsum(np.append(True, addr[by_addr][1:] != addr[by_addr][:-1]))  # address number per row
+    kind = np.append(kind_of, _OTHER)[np.asarray(event_codes, dtype=np.int64)[order]]
     dev, dev_names = _codes(events, "dev", order)
-    kind = np.array([_KINDS.get(name, _OTHER) if isinstance(name, str) else _OTHER for name in event_names])[event]
 
-    # the thread (or CPU) each event ran on, and whether the next event of that thread is the
-    # next event of this address: nothing of another skb came between
+    # whether the next event of the same thread is the next event of this address: nothing of
+    # another skb came between
     thread = _thread_keys(events, order)
-    by_thread = np.lexsort((events["time_ns"].to_numpy(dtype=np.int64)[order], thread))
+    by_thread = np.lexsort((time, thread))
     next_on_thread = np.full(order.size, -1, dtype=np.int64)
     same_thread = thread[by_thread][1:] == thread[by_thread][:-1]
     next_on_thread[by_thread[:-1][same_thread]] = by_thread[1:][same_thread]
-    nested = np.zeros(order.size, dtype=np.bool_)
-    nested[:-1] = next_on_thread[:-1] == np.arange(1, order.size)
 
-    nxt = np.flatnonzero(same_addr[1:])  # pairs (i, i + 1) on one address
+    nxt = np.flatnonzero(group[1:] == group[:-1])  # pairs (i, i + 1) on one address
     a_kind, b_kind = kind[nxt], kind[nxt + 1]
     pair_at = nxt[(a_kind == _START) & (b_kind == _RX_ENTRY)]
     peer = np.full(order.size, -1, dtype=np.int64)  # device code of the peer, for tx and rx rows
     peer[pair_at] = dev[pair_at + 1]
     peer[pair_at + 1] = dev[pair_at]
-    _carry_peers(peer, dev, kind, same_addr)
+    _carry_peers(peer, dev, kind, group)
 
     def device(code: int, peer_code: int) -> Device:
         return str(dev_names[code]), (str(dev_names[peer_code]) if peer_code >= 0 else None)
@@ -155,29 +159,21 @@ def infer_topology(events: pd.DataFrame) -> Topology:
     up_at = nxt[(a_kind == _RX_CORE) & (b_kind == _RX_UP)] + 1  # (bridge, port): the port's row is before
     below.update(counted(steps(up_at, offset=-1)))
     forward_at = nxt[(a_kind == _RX_CORE) & ((b_kind == _QUEUE) | (b_kind == _START)) & (dev[nxt] != dev[nxt + 1])]
-    step_time = events["time_ns"].to_numpy(dtype=np.int64)[order]
     sightings = steps(forward_at).assign(
-        gap=step_time[forward_at + 1] - step_time[forward_at], nested=nested[forward_at]
+        gap=time[forward_at + 1] - time[forward_at], nested=next_on_thread[forward_at] == forward_at + 1
     )
     stats = sightings.groupby(["a", "pa", "b", "pb"], sort=False).agg(
         seen=("gap", "size"), nested=("nested", "sum"), median_gap=("gap", "median")
     )
-    accepted = stats[
-        (stats["nested"] >= MIN_FORWARDS)
-        & (2 * stats["nested"] >= stats["seen"])
-        & (stats["median_gap"] <= MAX_FORWARD_MEDIAN_NS)
-    ]
-    forwards = [(device(*key[:2]), device(*key[2:])) for key in accepted.index]
-    seen_kinds = set(kind.tolist())
-    if not {_START, _RX_ENTRY} <= seen_kinds:
-        # without the events that show veth peers, a device's peer is unknown, not absent
-        return Topology(home="", namespaces=(), links=(), inferred=True)
-    return _topology(
-        pairs=pairs,
-        below=list(below),
-        forwards=forwards,
-        shows_forwarding=_RX_CORE in seen_kinds and _QUEUE in seen_kinds,
-    )
+    alike = (stats["nested"] >= 1) & (2 * stats["nested"] >= stats["seen"])
+    alike &= stats["median_gap"] <= MAX_FORWARD_MEDIAN_NS
+    verdicts = {
+        (device(*key[:2]), device(*key[2:])): (
+            _FORWARDS if ok and nested >= MIN_FORWARDS else _MAY_FORWARD if ok else _REUSE
+        )
+        for key, ok, nested in zip(stats.index, alike, stats["nested"], strict=True)
+    }
+    return _topology(pairs=pairs, below=below, forwards=verdicts)
 
 
 def _thread_keys(events: pd.DataFrame, order: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -186,76 +182,73 @@ def _thread_keys(events: pd.DataFrame, order: npt.NDArray[np.int64]) -> npt.NDAr
     return np.asarray(frame.groupby(["cpu", "tid", "comm"], dropna=False, sort=False).ngroup(), dtype=np.int64)
 
 
-def _carry_peers(peer: np.ndarray, dev: np.ndarray, kind: np.ndarray, same_addr: np.ndarray) -> None:
-    """Give queue rows the peer of the transmit they open, and later receive rows of a visit the
-    peer of its entry, from the rows just after or before them on the same address."""
-    n = peer.size
+def _carry_peers(peer: np.ndarray, dev: np.ndarray, kind: np.ndarray, group: np.ndarray) -> None:
+    """Give queue rows the peer of the transmit they open (the ``net_dev_start_xmit`` right
+    after them), and the later receive rows of a visit the peer of its entry (up to
+    :data:`_LOOKBACK` rows before them), all on the same address."""
     for shift in range(1, _LOOKBACK + 1):
-        linked = np.ones(n, dtype=np.bool_)
-        for k in range(1, shift + 1):
-            linked[k:] &= same_addr[k:]  # rows i-shift .. i on one address
-        later = np.flatnonzero(linked[shift:]) + shift
+        later = np.flatnonzero(group[shift:] == group[:-shift]) + shift
         earlier = later - shift
-        # a receive row takes the peer of an earlier entry on the same device
         take = (peer[later] < 0) & (kind[later] == _RX_CORE) & (peer[earlier] >= 0) & (dev[earlier] == dev[later])
         take &= kind[earlier] == _RX_ENTRY
         peer[later[take]] = peer[earlier[take]]
-        # a queue row takes the peer of the start_xmit after it on the same device
-        back = (peer[earlier] < 0) & (kind[earlier] == _QUEUE) & (kind[later] == _START) & (peer[later] >= 0)
-        back &= dev[earlier] == dev[later]
-        peer[earlier[back]] = peer[later[back]]
+        if shift == 1:
+            back = (peer[earlier] < 0) & (kind[earlier] == _QUEUE) & (kind[later] == _START) & (peer[later] >= 0)
+            back &= dev[earlier] == dev[later]
+            peer[earlier[back]] = peer[later[back]]
 
 
 def _topology(
     pairs: Counter[tuple[Device, Device]],
-    below: Iterable[tuple[Device, Device]],
-    forwards: Iterable[tuple[Device, Device]],
-    shows_forwarding: bool,
+    below: Counter[tuple[Device, Device]],
+    forwards: dict[tuple[Device, Device], str],
 ) -> Topology:
-    """Assemble devices, peers, masters and namespaces from the accepted evidence.
+    """Assemble devices, peers, ports and namespaces from the evidence.
 
     Only devices some evidence speaks of are listed: a name the events carry but no relation
     explains (a capture of ``net_dev_queue`` alone, a NIC's own traffic) stays unknown, and
-    unknown devices never split a packet.  A namespace forwards if accepted forwarding joined
-    it; it does not if the capture could have shown forwarding (it has both
-    ``netif_receive_skb`` and ``net_dev_queue``) and did not; else that is unknown.
+    unknown devices never split a packet.  A device seen without its peer (``(name, None)``)
+    is a device of its own: the NIC ``eth0`` of a host is not its container's ``eth0``.
+
+    A device below exactly one other is recorded as its port (``master``); several devices
+    above one (two macvlans over ``eth0``) each record it as their ``lower``.  Uppers seen
+    less than a tenth as often as the most frequent one above the same device are dropped: an
+    address reused right after lost events can fake one sighting.
+
+    Forwarding verdicts join namespaces: ``forwards`` (accepted) and ``may forward``
+    (nested and fast, but seen fewer than :data:`MIN_FORWARDS` times) both do; a namespace
+    forwards if an accepted relation starts in it, does not if only reuse pictures start in
+    it, and is unknown otherwise (never a reason to split).
     """
-    paired = {dev for step in pairs for dev in step}
-    by_name: dict[str, list[Device]] = {}
-    for dev in sorted(paired, key=lambda d: (d[0], d[1] or "")):
-        by_name.setdefault(dev[0], []).append(dev)
-
-    def resolve(dev: Device) -> Device | None:
-        """A device as evidence names it; one without a peer is the name's only device, if any."""
-        options = by_name.get(dev[0])
-        if dev[1] is not None or options is None:
-            return dev
-        return options[0] if len(options) == 1 else None
-
-    devices = set(paired)
+    devices = {dev for step in pairs for dev in step}
     sets = _Sets()
-    for dev in devices:
-        sets.find(dev)
+    uppers: dict[Device, list[tuple[Device, int]]] = {}
+    for (upper, lower), n in below.items():
+        if upper != lower:
+            uppers.setdefault(lower, []).append((upper, n))
     masters: dict[Device, str] = {}
-    for upper, lower in below:
-        up, low = resolve(upper), resolve(lower)
-        if up is not None and low is not None and up != low:
-            masters[low] = up[0]
-            devices |= {up, low}
-            sets.union(up, low)
-    forwarding_roots = set()
-    for x, y in forwards:
-        a, b = resolve(x), resolve(y)
-        if a is not None and b is not None and a != b:
-            devices |= {a, b}
-            sets.union(a, b)
-            forwarding_roots.add(a)
+    lowers: dict[Device, str] = {}
+    for lower, seen in uppers.items():
+        most = max(n for _, n in seen)
+        kept = [upper for upper, n in seen if 10 * n >= most]
+        if len(kept) == 1:
+            masters[lower] = kept[0][0]
+        else:
+            lowers.update((upper, lower[0]) for upper in kept)
+        for upper in kept:
+            devices |= {upper, lower}
+            sets.union(upper, lower)
+    starts: dict[str, set[Device]] = {_FORWARDS: set(), _MAY_FORWARD: set(), _REUSE: set()}
+    for (x, y), verdict in forwards.items():
+        starts[verdict].add(x)
+        if verdict != _REUSE:
+            devices |= {x, y}
+            sets.union(x, y)
     groups: dict[Device, list[Device]] = {}
     for dev in devices:
         groups.setdefault(sets.find(dev), []).append(dev)
     ordered = sorted(groups.values(), key=lambda members: min((d[0], d[1] or "") for d in members))
     label = {dev: f"inferred-{i}" for i, members in enumerate(ordered, 1) for dev in members}
-    forwarding = {label[dev] for dev in forwarding_roots}
     links = [
         Link(
             netns=label[dev],
@@ -266,17 +259,22 @@ def _topology(
             peer_netns=label.get((dev[1], dev[0])) if dev[1] is not None else None,
             peer_name=dev[1] if (dev[1], dev[0]) in label else None,
             mac=None,
+            lower=lowers.get(dev),
         )
         for i, dev in enumerate(sorted(devices, key=lambda d: (label[d], d[0], d[1] or "")), 1)
     ]
-    masters_in = Counter(link.netns for link in links if link.name in set(masters.values()) and link.kind is None)
+
+    def forwarding(ns: str) -> bool | None:
+        if any(label.get(dev) == ns for dev in starts[_FORWARDS]):
+            return True
+        only_reuse = any(label.get(dev) == ns for dev in starts[_REUSE])
+        return False if only_reuse and not any(label.get(dev) == ns for dev in starts[_MAY_FORWARD]) else None
+
+    bridges = Counter(link.netns for link in links if link.name in set(masters.values()) and link.kind is None)
     names = Counter(link.name for link in links)
     unique = Counter(link.netns for link in links if names[link.name] == 1)
-    home = max(sorted({link.netns for link in links}), key=lambda ns: (masters_in[ns], unique[ns]), default="")
+    home = max(sorted({link.netns for link in links}), key=lambda ns: (bridges[ns], unique[ns]), default="")
     namespaces = tuple(
-        Netns(
-            name, inode=0, named=False, forwarding=True if name in forwarding else (False if shows_forwarding else None)
-        )
-        for name in sorted({*label.values()})
+        Netns(name, inode=0, named=False, forwarding=forwarding(name)) for name in sorted({*label.values()})
     )
     return Topology(home=home, namespaces=namespaces, links=tuple(links), inferred=True)

@@ -260,7 +260,7 @@ class _Lifetimes:
 
 
 class _Walk:
-    """Follows packets through a :class:`DeviceGraph`, one visit at a time (rule 3 of segment()).
+    """Follows packets through a :class:`DeviceGraph`, one visit at a time (rule 2 of segment()).
 
     A position is a direction and the set of devices the packet can be at: a name resolves
     to every device of that name, and each step keeps those reachable from the previous set.
@@ -273,7 +273,8 @@ class _Walk:
         self.graph = graph
         self.candidates = [graph.candidates(name) if isinstance(name, str) else () for name in dev_names]
         self.positions: list[tuple[bool, frozenset[int]]] = []
-        self.single: list[int] = []  # per position: its device * 2 + direction if it has one device, else -1
+        # per position: device * 2 + direction if it has one device, else -2 - position (in no set)
+        self.single: list[int] = []
         self.codes: dict[tuple[bool, frozenset[int]], int] = {}
         self.memo: dict[tuple[int, int, bool], tuple[int, bool]] = {}
 
@@ -333,7 +334,7 @@ class _Walk:
         opens, arrivals = (boundary | ~arrival).tolist(), arrival.tolist()
         starts = [self.start(i // 2, bool(i % 2)) for i in range(n_inputs)]
         memo: dict[int, int] = {}  # position * n_inputs + input -> next position * 2 + weak, or -1
-        single = self.single  # per position: its device * 2 + direction if it has one device, else -1
+        single = self.single
         position, weak = -1, False
         visited: set[int] = set()
         for k, inp in enumerate(inputs):
@@ -349,9 +350,10 @@ class _Walk:
                 if found >= 0 and single[found >> 1] not in visited:
                     position, weak = found >> 1, bool(found & 1)
                 else:  # infeasible, or the same device twice in the same direction
-                    position = self._resplit(split, k, inputs, starts, weak)
-                    weak = False
+                    position, weak, before = self._resplit(split, k, inputs, starts, weak)
                     visited.clear()
+                    if before >= 0 and single[before] >= 0:
+                        visited.add(single[before])
             if position >= 0 and single[position] >= 0:
                 visited.add(single[position])
         return split
@@ -363,17 +365,22 @@ class _Walk:
         inputs: list[int],
         starts: list[int],
         weak: bool,
-    ) -> int:
+    ) -> tuple[int, bool, int]:
         """Place the split for an infeasible step ``k``: before a weak step ``k - 1`` if ``k`` is
-        feasible from there, else at ``k``; the position after step ``k``."""
+        feasible from there, else at ``k``.
+
+        Returns:
+            The position after step ``k``, whether step ``k`` was weak, and the position of the
+            new packet's first visit before ``k`` (-1 if the packet starts at ``k``).
+        """
         if weak and not split[k - 1]:
             earlier = starts[inputs[k - 1]]
-            moved, _ = self.advance(earlier, inputs[k] // 2, bool(inputs[k] % 2))
+            moved, moved_weak = self.advance(earlier, inputs[k] // 2, bool(inputs[k] % 2))
             if moved >= 0:
                 split[k - 1] = True
-                return moved
+                return moved, moved_weak, earlier
         split[k] = True
-        return starts[inputs[k]]
+        return starts[inputs[k]], False, -1
 
 
 def _near_loss(events: pd.DataFrame, tl: _Timeline, rows: IntArray, lost_linenos: Sequence[int]) -> BoolArray:
@@ -421,7 +428,7 @@ def _lifetimes(
     completion = (role == _XMIT) | ((role == _START) & ~transmit)
     free = (role == _CONSUME) | (role == _KFREE)
 
-    # Rules 1, 2 and 5 of segment(): free, repeat, idle.
+    # Rules 1, 3 and 5 of segment(): free, repeat, idle.
     last_other = _last_before(~completion, run_start)
     after_free = ~completion & (last_other >= 0) & free[last_other] & ("free" in rules)
     pa = _last_before(arrival, run_start)
@@ -435,7 +442,7 @@ def _lifetimes(
     repeat &= "repeat" in rules
     boundary = first | after_free | idle | repeat
 
-    # Rule 3, the device graph: walk the visits of each address.
+    # Rule 2, the device graph: walk the visits of each address.
     infeasible = np.zeros(rows.size, dtype=np.bool_)
     if graph is not None and rows.size and "infeasible step" in rules:
         continues = same_dev & (transmit == transmit[pa]) & (rank > rank[pa])

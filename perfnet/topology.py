@@ -32,6 +32,7 @@ from perfnet.errors import PerfnetError
 
 __all__ = [
     "COLUMNS",
+    "PAIR_KINDS",
     "SCHEMA_VERSION",
     "UNKNOWN_DEVICE",
     "UNKNOWN_NETNS",
@@ -61,8 +62,8 @@ COLUMNS: Final = (
 NETNS_RUN_DIR: Final = Path("/run/netns")
 """Where ``ip netns`` keeps the bind mounts that name namespaces."""
 
-# Link kinds that come in pairs: what one end transmits, the other end receives.
-_PAIR_KINDS: Final = frozenset({"veth", "netkit"})
+PAIR_KINDS: Final = frozenset({"veth", "netkit"})
+"""Link kinds that come in pairs: what one end transmits, the other end receives."""
 _TIMEOUT: Final = 10.0
 
 
@@ -200,10 +201,10 @@ class Topology:
             doc = json.loads(text)
         except ValueError as exc:
             raise PerfnetError(f"topology is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or doc.get("version") not in (1, SCHEMA_VERSION):
-            version = doc.get("version") if isinstance(doc, dict) else None
+        version = doc.get("version") if isinstance(doc, dict) else None
+        if isinstance(version, bool) or version not in (1, SCHEMA_VERSION):
             raise PerfnetError(f"topology schema version {version!r} is not 1 or {SCHEMA_VERSION}")
-        v2 = doc["version"] == SCHEMA_VERSION
+        v2 = version == SCHEMA_VERSION
         return cls(
             home=_typed(doc, "home", str),
             namespaces=tuple(
@@ -532,8 +533,8 @@ class _Resolver:
             targets = self._nsid_targets(ns)
             for raw in reading.links:
                 kind = _kind(raw)
-                peer_netns, peer_name = self._peer(ns, raw, targets) if kind in _PAIR_KINDS else (None, None)
-                lower_netns, lower = self._peer(ns, raw, targets) if kind not in _PAIR_KINDS else (None, None)
+                peer_netns, peer_name = self._peer(ns, raw, targets) if kind in PAIR_KINDS else (None, None)
+                lower_netns, lower = self._peer(ns, raw, targets) if kind not in PAIR_KINDS else (None, None)
                 links.append(
                     Link(
                         netns=ns,
@@ -568,7 +569,7 @@ class _Resolver:
         candidates: dict[int, set[str]] = {}
         for raw in reading.links:
             nsid = raw.get("link_netnsid")
-            if not isinstance(nsid, int) or nsid in targets or _kind(raw) not in _PAIR_KINDS:
+            if not isinstance(nsid, int) or nsid in targets or _kind(raw) not in PAIR_KINDS:
                 continue
             fits = {other for other in self.readings if other != ns and self._points_back(ns, raw, other)}
             candidates[nsid] = candidates[nsid] & fits if nsid in candidates else fits
@@ -578,7 +579,7 @@ class _Resolver:
     def _points_back(self, ns: str, raw: Mapping[str, Any], other_ns: str) -> bool:
         """Whether ``other_ns`` holds, at ``raw``'s ``link_index``, the pair end whose peer is ``raw``."""
         other = self.by_index[other_ns].get(raw.get("link_index", -1))
-        if other is None or _kind(other) not in _PAIR_KINDS or other.get("link_index") != raw["ifindex"]:
+        if other is None or _kind(other) not in PAIR_KINDS or other.get("link_index") != raw["ifindex"]:
             return False
         back = other.get("link_netnsid")
         return isinstance(back, int) and self._nsid_label(other_ns, back) == (ns if ns in self.named else None)
