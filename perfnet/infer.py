@@ -19,10 +19,12 @@ consecutive events of one skb address tell
   freed without a trace and reused for a packet sent from another device shows the same
   picture.  What tells them apart is nesting: forwarding runs inside the receive, so on the
   same thread (or CPU) no other skb's event comes between; a reuse needs the old skb freed
-  and a new one built, and other events come between in most cases.  A forwarding relation
-  is accepted when it was seen nested at least :data:`MIN_FORWARDS` times, nested in at
-  least half of its sightings, and the median time from the receive to the transmit over
-  its sightings is at most :data:`MAX_FORWARD_MEDIAN_NS`; one sighting proves nothing.
+  and a new one built (a traced free or socket copy of the address between the two ends
+  the nesting), and other events come between in most cases.  A forwarding relation is
+  *accepted* when it was seen nested at least :data:`MIN_FORWARDS` times, nested in at least
+  half of its sightings, and the median time from the receive to the transmit over its
+  sightings is at most :data:`MAX_FORWARD_MEDIAN_NS`; one such sighting proves nothing, but
+  does not disprove either: the two devices share a namespace whose forwarding is unknown.
   Nesting alone is not enough where the format has no CPU column (perf trace): a request
   delivered in the client's softirq and the client's next request reusing the address are
   adjacent on the client's thread.  Time separates them in aggregate, not one by one: in the
@@ -30,8 +32,9 @@ consecutive events of one skb address tell
   median gaps of 18-29 µs (p99 37-75 µs, max 928 µs), the reuse pictures 394 µs-30 ms
   (minimum 153 µs).
 
-Devices joined by the strong relations and accepted forwarding share a namespace; a namespace
-forwards if an accepted forwarding step joined two of its devices.  Namespaces are labelled
+Devices joined by the strong relations and by forwarding share a namespace; a namespace
+forwards if an accepted relation starts in it, does not if only reuse pictures do, and is
+unknown (``forwarding=None``, never a reason to split) otherwise.  Namespaces are labelled
 ``inferred-1``, ``inferred-2``, ... (by their first device name); the *home* namespace (whose
 devices are written without ``@netns``) is the one holding the most masters (bridges), then
 the most devices whose name no other namespace has (containers repeat ``eth0``).  The result
