@@ -186,7 +186,7 @@ def _event_line(rec: perfnet.Record, topology: Topology | None) -> str:
 def _live(args: argparse.Namespace, command: Sequence[str] | None) -> int:
     """Stream a capture: one line per event as it arrives, then the summary (also on Ctrl-C)."""
     options = {
-        "events": args.event or ["net:*"],
+        "events": args.event,  # None: perfnet's default, net:* and the skb free marker
         "system_wide": args.all,
         "pid": args.pid,
         "duration": args.duration,
@@ -382,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trace_cmd.add_argument("-a", "--all", action="store_true", help="system-wide (perf -a)")
     trace_cmd.add_argument("-p", "--pid", type=int, help="trace this process (perf -p)")
-    trace_cmd.add_argument("-e", "--event", action="append", help="tracepoint, repeatable (default: net:*)")
+    trace_cmd.add_argument(
+        "-e", "--event", action="append", help="tracepoint, repeatable (default: net:* and the skb free marker)"
+    )
     trace_cmd.add_argument("--filter", help="perf tracepoint filter for the last -e, e.g. 'len > 100'")
     trace_cmd.add_argument("--call-graph", help="record callchains (perf --call-graph MODE)")
     trace_cmd.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")

@@ -68,6 +68,7 @@ from perfnet.perf import (
     perf_message,
     perf_version,
     read_perf_data,
+    skb_free_marker,
     tracepoints,
 )
 from perfnet.reader import ANSI_ESCAPE, open_items
@@ -273,11 +274,17 @@ class _Options:
     filter: str | None
     raw_output: Path | None
     mode: Mode
+    markers: tuple[tuple[str, str], ...] = ()  # (event, filter) perfnet adds to the default events
+
+
+DEFAULT_EVENTS: Final = ("net:*",)
+"""What perfnet traces when not told: every ``net:*`` tracepoint, plus the skb free marker
+(:func:`perfnet.perf.skb_free_marker`) where the host has it."""
 
 
 def _options(
     command: Sequence[str] | None,
-    events: Sequence[str],
+    events: Sequence[str] | None,
     system_wide: bool,
     pid: int | None,
     duration: float | None,
@@ -290,6 +297,8 @@ def _options(
         raise TypeError("command must be an argv list such as ['ping', '-c', '3', addr], not a string")
     if isinstance(events, str | bytes):
         raise TypeError("events must be a sequence of tracepoints such as ('net:*',), not a string")
+    marker = skb_free_marker() if events is None else None
+    events = DEFAULT_EVENTS if events is None else events
     argv = tuple(command or ())
     if not all(isinstance(arg, str) for arg in argv):
         raise TypeError("command arguments must be strings")
@@ -311,6 +320,7 @@ def _options(
         filter,
         Path(raw_output) if raw_output is not None else None,
         mode,  # type: ignore[arg-type]
+        (marker,) if marker is not None else (),
     )
 
 
@@ -444,6 +454,8 @@ class _Session:
             args += ["-e", event]
         if opts.filter is not None:
             args += ["--filter", opts.filter]
+        for event, marker_filter in opts.markers:  # a --filter applies to the -e right before it
+            args += ["-e", event, "--filter", marker_filter]
         if opts.system_wide:
             args.append("-a")
         if opts.pid is not None:
@@ -486,7 +498,8 @@ class _Session:
     def _go(self, schemas: Mapping[str, EventSchema]) -> None:
         """Tracing is live: note what is captured, read the counters, start the command."""
         available = tracepoints()
-        captured = expand_events(self.options.events, available or list(schemas))
+        wanted = (*self.options.events, *(event for event, _ in self.options.markers))
+        captured = expand_events(wanted, available or list(schemas))
         self.tally = _Tally(set(captured))
         for event in captured:
             text = format_text(event)
@@ -879,7 +892,7 @@ def _sigint_stops(session: _Session) -> Iterator[None]:
 def capture(
     command: Sequence[str] | None = None,
     *,
-    events: Sequence[str] = ("net:*",),
+    events: Sequence[str] | None = None,
     system_wide: bool = False,
     pid: int | None = None,
     duration: float | None = None,
@@ -895,7 +908,10 @@ def capture(
             ``system_wide``/``pid`` only its tasks are traced (with their children, and the
             softirq work done in their context).  Its stdout and stderr are perfnet's; its stdin
             is ``/dev/null``.
-        events: tracepoints, as perf takes them (``"net:*"``, ``"skb:kfree_skb"``).
+        events: tracepoints, as perf takes them (``"net:*"``, ``"skb:kfree_skb"``).  Default:
+            :data:`DEFAULT_EVENTS` plus the skb free marker (``kmem:kmem_cache_free`` filtered to
+            the skb caches), which ends TCP packets that free no ``skb:*`` event; given events
+            are traced as given.
         system_wide: trace every CPU (perf ``-a``).
         pid: trace this running process (perf ``-p``); the capture ends when it exits.
         duration: stop after this many seconds (a command still running is stopped and the trace
@@ -1014,7 +1030,7 @@ class RecordStream(Iterator[Record]):
 def stream(
     command: Sequence[str] | None = None,
     *,
-    events: Sequence[str] = ("net:*",),
+    events: Sequence[str] | None = None,
     system_wide: bool = False,
     pid: int | None = None,
     duration: float | None = None,

@@ -27,7 +27,8 @@ Vocabulary used throughout:
   veth transmit prints ``net_dev_xmit`` after the peer's ``netif_rx``), so they never
   define the order of the path; they only time stages.
 * A *free* is ``skb:consume_skb`` or ``skb:kfree_skb``; both fire only when the last
-  reference is dropped, so a free really ends the skb.
+  reference is dropped, so a free really ends the skb.  So does ``kmem:kmem_cache_free`` of
+  the skb's object (its address is the skb's), which also marks the skbs TCP frees silently.
 * A *visit* is one stay of a packet at a device: a run of arrivals on one device, in one
   direction, in the order entry, ``netif_rx``, ``netif_receive_skb`` (receive) or queue,
   start (transmit).  The packet's *path* is its visits in order.
@@ -95,6 +96,7 @@ _ROLES: Final[Mapping[str, int]] = {
     "net:netif_receive_skb": _RX_CORE,
     "skb:consume_skb": _CONSUME,
     "skb:kfree_skb": _KFREE,
+    "kmem:kmem_cache_free": _CONSUME,  # the skb's slab object freed (perfnet's default marker)
     **{entry: _RX_ENTRY for entry, _ in _CALLS},
     **{exit_: _EXIT for _, exit_ in _CALLS},
 }

@@ -190,6 +190,40 @@ def expand_events(specs: Sequence[str], available: Sequence[str]) -> list[str]:
 # --- errors from perf's stderr --------------------------------------------------------------
 
 
+SKB_FREE_EVENT: Final = "kmem:kmem_cache_free"
+"""The marker perfnet adds to its default capture: the slab free of an skb, at its address."""
+
+_SLAB: Final = Path("/sys/kernel/slab")
+_SKB_CACHES: Final = ("skbuff_head_cache", "skbuff_fclone_cache")
+
+
+def skb_free_marker(slab: Path = _SLAB) -> tuple[str, str] | None:
+    """``(event, filter)`` that traces the frees of skbs and nothing else, or None if unavailable.
+
+    TCP frees its skbs without ``skb:consume_skb``/``skb:kfree_skb``, but every skb goes back
+    to its slab cache, ``skbuff_head_cache`` or (TCP's clones) ``skbuff_fclone_cache``.  With
+    slab merging a cache is an alias of a merged one (a symlink in ``/sys/kernel/slab``), and
+    ``kmem_cache_free`` prints the merged cache's own name, so the filter names every alias.
+    Measured on the flood benchmark (``scripts/measure_markers.py``): +8% events per packet,
+    perf CPU 1.01-1.04 times ``net:*`` alone, no LOST events.
+
+    Args:
+        slab: the slab directory (``/sys/kernel/slab``).
+
+    Returns:
+        The tracepoint and a perf ``--filter`` for it, to follow its ``-e``.
+    """
+    try:
+        targets = {(slab / cache).resolve() for cache in _SKB_CACHES if (slab / cache).exists()}
+        aliases = {entry.name for entry in slab.iterdir() if entry.resolve() in targets}
+        names = sorted({name for name in aliases if not name.startswith(":")} | set(_SKB_CACHES))
+    except OSError:
+        return None
+    if not targets:
+        return None
+    return SKB_FREE_EVENT, " || ".join(f'name == "{name}"' for name in names)
+
+
 def perf_message(stderr: str) -> str:
     """perf's error text without its usage screen."""
     text = stderr.split("\n Usage:", 1)[0]

@@ -35,6 +35,11 @@ _FIELD_COLUMNS: dict[str, tuple[str, type]] = {  # column -> (dtype, Python type
 }
 
 
+# Events whose skb address is a field of another name: the slab free of the skb's object
+# (grammars/kmem.toml).
+_ADDRESS_FIELDS: dict[str, str] = {"kmem:kmem_cache_free": "ptr"}
+
+
 def _of_type(value: object, kind: type) -> object:
     """``value`` if it is a ``kind`` (bools are not ints here), else None."""
     return value if isinstance(value, kind) and not (kind is int and isinstance(value, bool)) else None
@@ -122,7 +127,10 @@ class Trace:
         columns = _common_columns(records)
         for name, (dtype, kind) in _FIELD_COLUMNS.items():
             # a value of the wrong type (an event without a schema keeps fields as printed) is missing
-            values = [_of_type(r.fields.get(name), kind) for r in records]
+            if name == "skbaddr":
+                values = [_of_type(r.fields.get(_ADDRESS_FIELDS.get(r.event, name)), kind) for r in records]
+            else:
+                values = [_of_type(r.fields.get(name), kind) for r in records]
             columns[name] = pd.array(values, dtype=dtype)  # type: ignore[call-overload]
         order = ["time_ns", "comm", "tid", "cpu", "event", *_FIELD_COLUMNS, "lineno", "callchain"]
         for name in ("comm", "event", "dev"):
