@@ -57,6 +57,37 @@ class BodyError(Exception):
         self.message = message
 
 
+class HeaderError(Exception):
+    """A header value does not convert (a tid beyond 32 bits): ``loc`` is its offset in the line."""
+
+    def __init__(self, loc: int, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+_DECIMAL = re.compile(r"-?[0-9]+", re.ASCII)
+_HEX = re.compile(r"(?:0x)?[0-9a-fA-F]+", re.ASCII)
+_MAX_DIGITS = 20  # 2**64 has 20 decimal digits; longer numbers are refused before int() sees them
+
+
+def checked_int(text: str, bits: int, *, hex_digits: bool = False, signed: bool = True) -> int:
+    """``text`` as an integer of a C type of ``bits`` bits, or ValueError.
+
+    Only ASCII digits (Python's ``int`` also takes ``٣٤``, ``9_9``, ``+98`` and spaces); hex
+    with ``hex_digits`` (``0x`` optional), decimal otherwise, with a sign if ``signed``.  The
+    value must fit in ``bits`` bits, read as signed or as unsigned (printers show a signed
+    field's -14 as 4294967282, and an unsigned one as negative, alike).
+    """
+    pattern = _HEX if hex_digits else _DECIMAL
+    if pattern.fullmatch(text) is None or len(text) > _MAX_DIGITS + 3 or (text[0] == "-" and not signed):
+        raise ValueError(f"{text[:40]!r} is not a {'hex' if hex_digits else 'decimal'} number")
+    value = int(text, 16) if hex_digits else int(text)
+    if not -(1 << (bits - 1)) <= value < (1 << bits):
+        raise ValueError(f"{text[:40]} does not fit in {bits} bits")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Header:
     """What a header grammar reads from an event line."""
@@ -143,7 +174,7 @@ def _fast_header(tokens: tuple[Token, ...]) -> re.Pattern[str]:
     for token in tokens:
         body = f"(?:{token.pattern})" + ("?" if token.optional else "")
         parts.append((r"\s*" if token.skip_space else "") + body)
-    return re.compile("".join(parts) + r"\s*$")
+    return re.compile("".join(parts) + r"\s*$", re.ASCII)
 
 
 HEADERS: dict[Variant, pp.ParserElement] = {
@@ -164,23 +195,39 @@ def time_to_ns(text: str, seconds_digits: int) -> int:
     return int(whole) * 10**seconds_digits + int((frac + "0" * seconds_digits)[:seconds_digits])
 
 
-def _header(variant: Variant, groups: Mapping[str, str | None], body_start: int) -> Header:
-    tid, cpu = groups.get("tid"), groups.get("cpu")
-    return Header(
-        time_ns=time_to_ns(groups["time"] or "0", _TIME_DIGITS.get(variant, 6)),
-        comm=groups.get("comm") or None,
-        tid=int(tid) if tid is not None else None,
-        cpu=int(cpu) if cpu is not None else None,
-        event=groups["event"] or "",
-        body=groups.get("body") or "",
-        body_start=body_start,
-    )
+def _header(variant: Variant, groups: Mapping[str, str | None], body_start: int, line: str) -> Header:
+    """The header's values, typed and checked (tids and CPUs are 32-bit, times at most 2**63 ns).
+
+    Raises:
+        HeaderError: a value does not fit its type.
+    """
+    time, tid, cpu = groups["time"] or "0", groups.get("tid"), groups.get("cpu")
+    try:
+        whole = time.partition(".")[0]
+        if len(whole) > 12:  # 10**12 s is more than 30,000 years of uptime
+            raise ValueError(f"timestamp {time[:40]} is out of range")
+        return Header(
+            time_ns=time_to_ns(time, _TIME_DIGITS.get(variant, 6)),
+            comm=groups.get("comm") or None,
+            tid=checked_int(tid, 32, signed=False) if tid is not None else None,
+            cpu=checked_int(cpu, 32, signed=False) if cpu is not None else None,
+            event=groups["event"] or "",
+            body=groups.get("body") or "",
+            body_start=body_start,
+        )
+    except ValueError as exc:
+        bad = next((text for text in (tid, cpu, time) if text and str(exc).find(text[:40]) >= 0), time)
+        raise HeaderError(max(line.find(bad), 0), str(exc)) from None
 
 
 def match_header(variant: Variant, line: str) -> Header | None:
-    """Read the header of an event line with the fast regex only; None if it does not match."""
+    """Read the header of an event line with the fast regex only; None if it does not match.
+
+    Raises:
+        HeaderError: the line is an event line whose tid, CPU or time does not fit its type.
+    """
     match = _FAST_HEADERS[variant].match(line)
-    return None if match is None else _header(variant, match.groupdict(), match.start("body"))
+    return None if match is None else _header(variant, match.groupdict(), match.start("body"), line)
 
 
 def parse_header(variant: Variant, line: str) -> Header:
@@ -199,7 +246,7 @@ def parse_header_grammar(variant: Variant, line: str) -> Header:
     groups = result.as_dict()
     body = groups.get("body") or ""
     # pyparsing does not report group offsets; the body ends the line (but for a closing `)`).
-    return _header(variant, groups, line.rfind(body) if body else len(line.rstrip().rstrip(")")))
+    return _header(variant, groups, line.rfind(body) if body else len(line.rstrip().rstrip(")")), line)
 
 
 # --- body grammars -------------------------------------------------------------------------
@@ -226,12 +273,16 @@ def _conversion_pattern(conv: str, flags: str, following: str) -> str:
     return r"-?\d+" if conv in ("d", "i") else r"\d+"
 
 
-def _to_int(text: str, conv: str | None) -> int:
+def _to_int(text: str, conv: str | None, bits: int = 64, signed: bool = True) -> int:
+    """A printed integer, checked (see :func:`checked_int`): hex for ``%x``/``%p`` and where
+    ``0x`` says so, decimal otherwise; ``(nil)`` is the null pointer."""
     if text == "(nil)":
         return 0
-    if conv in ("x", "X", "p") or text.startswith(("0x", "-0x")):
-        return int(text, 16)
-    return int(text)
+    if conv in ("x", "X", "p") or text.startswith("0x"):
+        return checked_int(text, bits, hex_digits=True)
+    if text.startswith("-0x"):
+        return -checked_int(text[1:], bits, hex_digits=True)
+    return checked_int(text, bits, signed=signed)
 
 
 def converter(
@@ -240,32 +291,47 @@ def converter(
     """The function that types one field's printed text.
 
     ``conv`` is the printf conversion that printed it (None for perf trace's own printer,
-    which prints numbers in decimal and pointers in hex).  Signed fields printed as
-    unsigned (perf trace prints ``mac_header: 4294967282`` for -14) get their sign back.
+    which prints numbers in decimal and pointers in hex with ``0x``).  Signed fields printed
+    as unsigned (perf trace prints ``mac_header: 4294967282`` for -14) get their sign back.
     Enums are named from ``enum`` (the kernel's table) where given; otherwise a number
     stays a number, and a name printed by the kernel stays that name.  Code addresses
-    (``%pS`` fields perf trace prints as hex) are named from ``symbols`` where given.
+    (``%pS`` fields perf trace prints as hex) are named from ``symbols`` where given.  A value
+    that is not a number of the field's C type raises ValueError.
     """
+    bits = 8 * field.size if field.size else 64
     if field.kind == "str":
         return lambda text: text[1:-1].replace('\\"', '"') if text.startswith('"') else text
     if field.kind == "symbol":
         return lambda text: _symbol(text, symbols)
     if field.kind == "ptr":
-        return lambda text: _to_int(text, "p")
+        return _printed_pointer if conv is None else lambda text: _to_int(text, "p", 64)
     if field.kind == "enum":
         table = enum or {}
-        return lambda text: table.get(int(text), int(text)) if text.lstrip("-").isdigit() else text
+
+        def enum_value(text: str) -> FieldValue:
+            if not _DECIMAL.fullmatch(text):
+                return text  # the kernel printed the name
+            number = _to_int(text, conv, bits)
+            return table.get(number, number)
+
+        return enum_value
     if field.kind == "bool":
-        return lambda text: _to_int(text, conv) != 0
+        return lambda text: _to_int(text, conv, bits) != 0
     if not field.signed:
-        return lambda text: _to_int(text, conv)
-    bits = 8 * field.size
+        return lambda text: _to_int(text, conv, bits)
 
     def signed(text: str) -> int:
-        value = _to_int(text, conv)
+        value = _to_int(text, conv, bits)
         return value - (1 << bits) if value >= 1 << (bits - 1) else value
 
     return signed
+
+
+def _printed_pointer(text: str) -> int:
+    """A pointer as perf trace's printer shows it: ``0x...`` always, so a bare number is not one."""
+    if text.startswith("0x") or text == "(nil)":
+        return _to_int(text, None, 64)
+    raise ValueError(f"{text[:40]!r} is not a pointer (0x...)")
 
 
 def _symbol(text: str, symbols: Kallsyms | None) -> str:
@@ -273,7 +339,7 @@ def _symbol(text: str, symbols: Kallsyms | None) -> str:
     # perf trace prints the address, which a saved symbol table can name.
     if "+" in text:
         return text.split("/", 1)[0]
-    if symbols is not None and text.startswith("0x"):
+    if symbols is not None and text.startswith("0x") and _HEX.fullmatch(text) and len(text) <= 18:
         return symbols.symbolize(int(text, 16)) or text
     return text
 
@@ -293,8 +359,11 @@ def _infer(text: str) -> FieldValue:
     """Type a value of a field no schema describes: ints where it is clearly a number."""
     if text.startswith('"') and text.endswith('"'):
         return text[1:-1]
-    if re.fullmatch(r"-?\d+|0x[0-9a-fA-F]+", text):
-        return _to_int(text, None)
+    if len(text) <= _MAX_DIGITS + 2 and re.fullmatch(r"-?[0-9]+|0x[0-9a-fA-F]+", text, re.ASCII):
+        try:
+            return _to_int(text, None)
+        except ValueError:  # beyond 64 bits: keep the text
+            return text
     return text
 
 
@@ -332,7 +401,9 @@ def _format_body(
     )
 
 
-_FAST_GENERIC_LIST = re.compile(r"\s*(?:\w+=\S*\s*)*")
+# Possessive and atomic: a failing line is refused in linear time, never by backtracking
+# through every way to split it (30 fields and junk took minutes).
+_FAST_GENERIC_LIST = re.compile(r"\s*+(?:\w+=\S*+\s*+)*+")
 _FAST_GENERIC_PAIRS = re.compile(r"(\w+)=(\S*)")
 _generic_pairs = (
     pp.ZeroOrMore(pp.Group(pp.Regex(r"(?P<key>\w+)=(?P<value>\S*)").set_name("key=value"))) + pp.StringEnd()
@@ -346,7 +417,7 @@ _field_list = (
     )
     + pp.StringEnd()
 ).set_name("name: value list")
-_FAST_FIELD_LIST = re.compile(rf"(?:\w+: (?:{_FIELD_VALUE})(?:, |$))*")
+_FAST_FIELD_LIST = re.compile(r'(?:\w+: (?>"(?:[^"\\]|\\.)*+"|[^,]*+)(?:, |$))*+')
 _FAST_FIELD_PAIRS = re.compile(rf"(\w+): ({_FIELD_VALUE})(?:, |$)")
 
 
@@ -397,7 +468,13 @@ class BodyParser:
         for fmt in self._formats:
             match = fmt.fast.match(body)
             if match is not None:
-                return {name: convert(match[name]) for name, convert in fmt.converters}
+                fields = {}
+                for name, convert in fmt.converters:
+                    try:
+                        fields[name] = convert(match[name])
+                    except ValueError as exc:
+                        raise BodyError(match.start(name), f"{name}: {exc}") from None
+                return fields
         raise self._format_error(body)
 
     def parse_with_grammar(self, body: str) -> dict[str, FieldValue]:
@@ -435,8 +512,11 @@ class BodyParser:
             raise BodyError(0, "expected name: value")  # the grammar accepts what the fast path refused
         fields = dict(self._zeros)
         printed = self._printed
-        for key, value in _FAST_FIELD_PAIRS.findall(body):
-            self._set_printed(fields, printed, key, value)
+        for pair in _FAST_FIELD_PAIRS.finditer(body):
+            try:
+                self._set_printed(fields, printed, pair[1], pair[2])
+            except ValueError as exc:
+                raise BodyError(pair.start(2), f"{pair[1]}: {exc}") from None
         return fields
 
     @staticmethod

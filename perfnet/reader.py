@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Final, cast
 
 import pyparsing as pp
 
@@ -29,7 +29,9 @@ from perfnet.grammar import (
     BodyParser,
     EnumTables,
     Header,
+    HeaderError,
     Variant,
+    checked_int,
     match_header,
     parse_header,
     parse_header_grammar,
@@ -57,6 +59,14 @@ _MESSAGES: tuple[tuple[MessageKind, re.Pattern[str]], ...] = (
     ("warning", re.compile(r"^\s*(?:Warning|WARNING|Info|Hint|Note|Problems?)\b")),
     ("perf", re.compile(r"^\s*\[ perf [\w -]*:.*\]\s*$")),
 )
+# The lines of perf trace's summary (``-s``/``-S``): a thread's line, the syscall table's header,
+# units, rule and rows.  Anything else ends the summary block.
+_SUMMARY_LINE = re.compile(
+    r"^\s*(?:\S.* \(\d+\), \d+ events, [\d.]+%"
+    r"|syscall\s+calls\s+errors\s+total.*|\(msec\).*|-[-\s]*"
+    r"|\w+\s+\d+\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+%)\s*$",
+    re.ASCII,
+)
 # Callchain frames: perf trace --call-graph prints `    sym (dso)` under its event; perf
 # script -g prints `\taddr sym+off (dso)`.
 _FRAME = re.compile(r"^\s+(?:[0-9a-f]+ )?(?P<sym>\S.*?) \((?P<dso>[^()]*)\)$")
@@ -68,6 +78,18 @@ _DETECT_ORDER = (Variant.SCRIPT, Variant.FTRACE, Variant.TRACE, Variant.TRACE_OL
 _DETECT_LOOKAHEAD = 2000
 
 
+MAX_LINE_BYTES: Final = 65536
+"""Longest line read whole: the kernel prints at most a page per event, so a longer line is a
+bad line (its first :data:`MAX_LINE_BYTES` bytes are kept, the rest skipped unread)."""
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_CHUNK = 1 << 20
+
+
+class TooLong(str):
+    """The start of a line longer than :data:`MAX_LINE_BYTES` (the rest was skipped)."""
+
+
 def _decode(line: str | bytes) -> str:
     if isinstance(line, bytes):
         line = line.decode("utf-8", errors="replace")
@@ -75,15 +97,58 @@ def _decode(line: str | bytes) -> str:
     return _ANSI.sub("", line) if "\x1b" in line else line
 
 
+def split_lines(stream: IO[bytes]) -> Iterator[str]:
+    """The decoded lines of a binary stream, split exactly at CR, LF and CR LF.
+
+    Python's own line splitting is either LF-only (binary files: a file with CR line ends is
+    one line) or splits at VT, FF, FS, GS, RS, NEL and U+2028 too (``str.splitlines``), none of
+    which end a line perf printed.  Reads in chunks, so memory stays bounded whatever the
+    line; a line longer than :data:`MAX_LINE_BYTES` comes out as a :class:`TooLong` of its
+    start.  A UTF-8 byte order mark before the first line is skipped.
+    """
+    pending = b""
+    dropping = False  # inside a too long line, skipping to its end
+    first = True
+    while chunk := stream.read(_CHUNK):
+        if first:
+            chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
+        data = pending + chunk
+        start = 0
+        for end in _LINE_END.finditer(data):
+            if end.group() == b"\r" and end.end() == len(data):
+                break  # a CR at the end of the chunk may be the first half of CR LF
+            if not dropping:
+                yield _line(data[start : end.start()])
+            dropping = False
+            start = end.end()
+        rest = data[start:]
+        if dropping:
+            pending = rest[-1:] if rest.endswith(b"\r") else b""
+        elif len(rest) > MAX_LINE_BYTES:
+            yield TooLong(_decode(rest[:MAX_LINE_BYTES]))
+            dropping = True
+            pending = rest[-1:] if rest.endswith(b"\r") else b""
+        else:
+            pending = rest
+    if pending and not dropping and pending != b"\r":
+        yield _line(pending)
+    elif pending == b"\r" and not dropping:
+        yield ""
+
+
+def _line(raw: bytes) -> str:
+    return TooLong(_decode(raw[:MAX_LINE_BYTES])) if len(raw) > MAX_LINE_BYTES else _decode(raw)
+
+
 def open_lines(source: Source) -> Iterator[str]:
-    """Yield the decoded lines of a source, without line ends.
+    """Yield the decoded lines of a source, without line ends (see :func:`split_lines`).
 
     Raises:
         PerfnetError: a path that does not exist or cannot be read.
     """
     if isinstance(source, str | Path):
         if str(source) == "-":
-            yield from (_decode(line) for line in sys.stdin.buffer)
+            yield from split_lines(sys.stdin.buffer)
             return
         path = Path(source)
         if path.suffix not in (".gz", ".bz2", ".xz", ".zst") and is_perf_data(path):
@@ -99,12 +164,19 @@ def open_lines(source: Source) -> Iterator[str]:
             else:
                 stream = openers.get(path.suffix, open)(path, "rb")
             with stream:
-                yield from (_decode(line) for line in stream)
+                yield from split_lines(stream)
         # corrupt or truncated compressed data fails while reading, not when opening
         except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
             raise PerfnetError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
         return
-    yield from (_decode(line) for line in source)
+    if isinstance(source, io.IOBase) and isinstance(source, io.BufferedIOBase | io.RawIOBase):
+        yield from split_lines(cast(IO[bytes], source))
+        return
+    lines = (_decode(line) for line in source)
+    first = next(lines, None)
+    if first is not None:
+        yield first.removeprefix("\ufeff")
+        yield from lines
 
 
 def _perf_trace_dialect(body: str) -> Variant | None:
@@ -122,6 +194,8 @@ def detect_variant(line: str) -> Variant | None:
             header = parse_header(variant, line)
         except pp.ParseException:
             continue
+        except HeaderError:  # an event line of this variant, with a value out of range
+            return None if variant is Variant.TRACE else variant
         return _perf_trace_dialect(header.body) if variant is Variant.TRACE else variant
     return None
 
@@ -155,11 +229,16 @@ class LineParser:
         ``after_event`` says whether an event (not yet closed) precedes the line: only then can
         it be a callchain frame.
         """
-        if not line.strip():
-            return None
-        header = match_header(self.variant, line)
-        if header is None:
-            return self._not_an_event(lineno, line, after_event)
+        if not line.strip(" \t"):
+            return None  # blank; other spaces and control characters are accounted as bad lines
+        if isinstance(line, TooLong):
+            return BadLine(lineno, line[:200], f"line longer than {MAX_LINE_BYTES} bytes", MAX_LINE_BYTES + 1)
+        try:
+            header = match_header(self.variant, line)
+            if header is None:
+                return self._not_an_event(lineno, line, after_event)
+        except HeaderError as exc:
+            return BadLine(lineno, line, exc.message, exc.loc + 1)
         return self._record(lineno, line, header)
 
     def _record(self, lineno: int, line: str, header: Header) -> Record | BadLine:
@@ -186,10 +265,16 @@ class LineParser:
             if match:
                 if kind == "summary":
                     self._in_summary = True
-                lost = int(match["lost"]) if kind == "lost" else 0
+                if kind != "lost":
+                    return Message(lineno, kind, line.strip())
+                try:  # perf counts lost events in an unsigned 64-bit field
+                    lost = checked_int(match["lost"], 64, signed=False)
+                except ValueError as exc:
+                    return BadLine(lineno, line, f"LOST count {exc}", match.start("lost") + 1)
                 return Message(lineno, kind, line.strip(), lost)
-        if self._in_summary:
+        if self._in_summary and _SUMMARY_LINE.match(line):
             return Message(lineno, "summary", line.strip())
+        self._in_summary = False  # perf's summary ends where its table does
         frame = _FRAME.match(line) if after_event else None
         if frame:
             return frame["sym"]
@@ -212,6 +297,8 @@ def _detect(lines: Iterator[tuple[int, str]]) -> tuple[Variant, list[tuple[int, 
         if fallback is None:
             try:
                 parse_header(Variant.TRACE, numbered[1])
+                fallback = Variant.TRACE
+            except HeaderError:
                 fallback = Variant.TRACE
             except pp.ParseException:
                 pass

@@ -232,7 +232,7 @@ class Trace:
         return pd.DataFrame(
             [(m.lineno, m.kind, m.text, m.lost) for m in self._messages],
             columns=["lineno", "kind", "text", "lost"],
-        ).astype({"lineno": "int64", "lost": "int64"})
+        ).astype({"lineno": "int64", "lost": "uint64"})
 
     @cached_property
     def errors(self) -> pd.DataFrame:
