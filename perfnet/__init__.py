@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from perfnet.bundled import example_capture
-from perfnet.errors import ParseError, PerfnetError, SchemaError, UsageError
+from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, SchemaError, UsageError
 from perfnet.grammar import Variant
 from perfnet.kallsyms import load_kallsyms
 from perfnet.live import CaptureStats, capture, stream
@@ -36,6 +36,7 @@ __all__ = [
     "EventSchema",
     "FilterError",
     "Message",
+    "NotPerfOutputError",
     "ParseError",
     "PerfError",
     "PerfNotFoundError",

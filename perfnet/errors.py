@@ -30,5 +30,9 @@ class ParseError(PerfnetError):
         super().__init__(f"line {lineno}, column {column}: {reason}\n{line}\n{caret}")
 
 
+class NotPerfOutputError(PerfnetError):
+    """The input has lines, but not one event or message perf (or ftrace) prints."""
+
+
 class UsageError(PerfnetError, ValueError):
     """An argument is invalid or names something the capture does not have (a packet, a hop)."""

@@ -23,7 +23,7 @@ from typing import IO, Any, Final, cast
 
 import pyparsing as pp
 
-from perfnet.errors import ParseError, PerfnetError, UsageError
+from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, UsageError
 from perfnet.grammar import (
     BodyError,
     BodyParser,
@@ -337,16 +337,32 @@ def open_items(
             variant = Variant(format)
         except ValueError:
             raise UsageError(f"unknown format {format!r}; one of {', '.join(v.value for v in Variant)}") from None
-    return variant, _items(numbered, LineParser(variant, schemas, enums, symbols), strict)
+    return variant, _items(numbered, LineParser(variant, schemas, enums, symbols), strict, detected=format is None)
 
 
-def _items(numbered: Iterator[tuple[int, str]], parser: LineParser, strict: bool) -> Iterator[Item]:
+def _items(
+    numbered: Iterator[tuple[int, str]], parser: LineParser, strict: bool, detected: bool = True
+) -> Iterator[Item]:
+    """The items of the lines, callchain frames folded into their events.
+
+    Raises:
+        NotPerfOutputError: at the end, if the variant was ``detected`` and no line was an
+            event or a perf message but some were not blank (``dmesg``, a binary, a config
+            file): an empty Trace would hide that.  With a variant given, its bad lines stay.
+        ParseError: in strict mode, at the first bad line.
+    """
     pending: Record | None = None
     frames: list[str] = []
+    first_bad: BadLine | None = None
+    recognised = False
     for lineno, line in numbered:
         item = parser.parse(lineno, line, after_event=pending is not None)
         if item is None:
             continue
+        if isinstance(item, BadLine):
+            first_bad = first_bad or item
+        else:
+            recognised = True
         if isinstance(item, str):  # a callchain frame of the pending event
             frames.append(item)
             continue
@@ -361,6 +377,11 @@ def _items(numbered: Iterator[tuple[int, str]], parser: LineParser, strict: bool
         yield item
     if pending is not None:
         yield _with_callchain(pending, frames)
+    if detected and first_bad is not None and not recognised:
+        raise NotPerfOutputError(
+            f"not perf output: no event and no perf message in it; line {first_bad.lineno} reads "
+            f"{first_bad.line[:80]!r}\nhint: perfnet reads what perf trace, perf script or ftrace print"
+        )
 
 
 def _with_callchain(record: Record, frames: list[str]) -> Record:

@@ -136,3 +136,32 @@ def test_a_summary_line_does_not_swallow_the_lines_after_it() -> None:
     trace = perfnet.read([GOOD, " Summary of events:", "garbage line", GOOD, "more garbage"])
     assert trace.messages[["lineno", "kind"]].values.tolist() == [[2, "summary"]]
     assert trace.errors["lineno"].tolist() == [3, 5] and len(trace.events) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[    0.000000] Linux version 6.18.44 (gcc 12.2.0)\n[    0.000000] Command line: console=ttyS0\n",
+        "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+        "\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00>\x00\n",
+    ],
+    ids=["dmesg", "passwd", "ELF"],
+)
+def test_input_that_is_not_perf_output_is_a_named_error(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "input.txt"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(perfnet.NotPerfOutputError, match=r"not perf output.*line 1 reads"):
+        perfnet.read(path)
+    done = subprocess.run([sys.executable, "-m", "perfnet", "report", str(path)], capture_output=True, text=True)
+    assert (
+        done.returncode == 2 and done.stderr.startswith("perfnet: not perf output") and "Traceback" not in done.stderr
+    )
+
+
+def test_an_empty_input_or_only_perf_messages_stay_a_trace() -> None:
+    assert len(perfnet.read([]).events) == 0
+    assert len(perfnet.read(["", "  "]).errors) == 0
+    quiet = perfnet.read(["LOST 3 events!", "# a header", "garbage"])
+    assert (quiet.lost, quiet.errors["lineno"].tolist()) == (3, [3])
+    forced = perfnet.read(["garbage"], format="trace")  # a variant given: its bad lines stay
+    assert forced.errors["lineno"].tolist() == [1]
