@@ -16,7 +16,9 @@ import io
 import itertools
 import lzma
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Final, cast
@@ -37,7 +39,7 @@ from perfnet.grammar import (
     parse_header_grammar,
 )
 from perfnet.kallsyms import Kallsyms
-from perfnet.perf import is_perf_data, read_perf_data
+from perfnet.perf import PERF_DATA_MAGIC, read_perf_data
 from perfnet.records import BadLine, Item, Message, MessageKind, Record
 from perfnet.schema import EventSchema
 
@@ -140,43 +142,117 @@ def _line(raw: bytes) -> str:
     return TooLong(_decode(raw[:MAX_LINE_BYTES])) if len(raw) > MAX_LINE_BYTES else _decode(raw)
 
 
+class _ZstdStream:
+    """Decompresses zstd frames one after another, and fails on a truncated last frame
+    (python-zstandard's stream reader ends quietly there: a truncated capture read short)."""
+
+    def __init__(self, raw: IO[bytes], name: str) -> None:
+        import zstandard
+
+        self._zstd = zstandard
+        self._raw = raw
+        self._name = name
+        self._frame = zstandard.ZstdDecompressor().decompressobj()
+        self._started = False
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            chunk = self._raw.read(_CHUNK)
+            if not chunk:
+                if self._started and not self._frame.eof:
+                    raise PerfnetError(f"cannot read {self._name}: truncated zstd data (the last frame is cut short)")
+                return b""
+            self._started = True
+            out = self._frame.decompress(chunk)
+            while self._frame.eof and self._frame.unused_data:  # the next frame
+                rest = self._frame.unused_data
+                self._frame = self._zstd.ZstdDecompressor().decompressobj()
+                out += self._frame.decompress(rest)
+            if out:
+                return out
+
+
+# Magic bytes of what perfnet can read besides text, whatever the file is called.
+_MAGIC: Final = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (PERF_DATA_MAGIC, "perf.data"),
+)
+
+
+def _kind(head: bytes) -> str:
+    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "text")
+
+
+def _decompressed(raw: io.BufferedReader, name: str) -> Any:
+    """``raw`` decompressed by what its first bytes say it is (text stays as it is)."""
+    kind = _kind(raw.peek(8)[:8])
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw)
+    if kind == "bzip2":
+        return bz2.BZ2File(raw)
+    if kind == "xz":
+        return lzma.LZMAFile(raw)
+    if kind == "zstd":
+        return _ZstdStream(raw, name)
+    return raw
+
+
 def open_lines(source: Source) -> Iterator[str]:
     """Yield the decoded lines of a source, without line ends (see :func:`split_lines`).
 
-    Raises:
-        PerfnetError: a path that does not exist or cannot be read.
-    """
-    if isinstance(source, str | Path):
-        if str(source) == "-":
-            yield from split_lines(sys.stdin.buffer)
-            return
-        path = Path(source)
-        if path.suffix not in (".gz", ".bz2", ".xz", ".zst") and is_perf_data(path):
-            yield from (_decode(line) for line in read_perf_data(path))
-            return
-        openers: Mapping[str, Any] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
-        import zstandard
+    Compressed input (gzip, bzip2, xz, zstd) and ``perf.data`` recordings are recognised by
+    their first bytes, whatever the name, also on standard input (a recording there is
+    spooled to a temporary file for ``perf script``).
 
-        try:
-            if path.suffix == ".zst":
-                raw = zstandard.ZstdDecompressor().stream_reader(path.open("rb"))
-                stream: IO[bytes] = cast(IO[bytes], io.BufferedReader(raw))
-            else:
-                stream = openers.get(path.suffix, open)(path, "rb")
-            with stream:
-                yield from split_lines(stream)
-        # corrupt or truncated compressed data fails while reading, not when opening
-        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
-            raise PerfnetError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    Raises:
+        PerfnetError: a path that does not exist or cannot be read, or corrupt or truncated
+            compressed data.
+    """
+    if not isinstance(source, str | Path):
+        if isinstance(source, io.BufferedReader):
+            yield from _binary_lines(source, "the input")
+            return
+        if isinstance(source, io.IOBase) and isinstance(source, io.BufferedIOBase | io.RawIOBase):
+            yield from _binary_lines(io.BufferedReader(cast(Any, source)), "the input")
+            return
+        lines = (_decode(line) for line in source)
+        first = next(lines, None)
+        if first is not None:
+            yield first.removeprefix("\ufeff")
+            yield from lines
         return
-    if isinstance(source, io.IOBase) and isinstance(source, io.BufferedIOBase | io.RawIOBase):
-        yield from split_lines(cast(IO[bytes], source))
+    if str(source) == "-":
+        yield from _binary_lines(cast(io.BufferedReader, sys.stdin.buffer), "standard input")
         return
-    lines = (_decode(line) for line in source)
-    first = next(lines, None)
-    if first is not None:
-        yield first.removeprefix("\ufeff")
-        yield from lines
+    path = Path(source)
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise PerfnetError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with raw:
+        yield from _binary_lines(raw, str(path), path)
+
+
+def _binary_lines(raw: io.BufferedReader, name: str, path: Path | None = None) -> Iterator[str]:
+    import zstandard
+
+    try:
+        if _kind(raw.peek(8)[:8]) == "perf.data":
+            if path is not None:
+                yield from (_decode(line) for line in read_perf_data(path))
+                return
+            with tempfile.NamedTemporaryFile(prefix="perfnet-stdin-", suffix=".data") as spool:
+                shutil.copyfileobj(raw, spool)
+                spool.flush()
+                yield from (_decode(line) for line in read_perf_data(spool.name))
+            return
+        yield from split_lines(_decompressed(raw, name))
+    # corrupt or truncated compressed data fails while reading, not when opening
+    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+        raise PerfnetError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from exc
 
 
 def _perf_trace_dialect(body: str) -> Variant | None:

@@ -165,3 +165,39 @@ def test_an_empty_input_or_only_perf_messages_stay_a_trace() -> None:
     assert (quiet.lost, quiet.errors["lineno"].tolist()) == (3, [3])
     forced = perfnet.read(["garbage"], format="trace")  # a variant given: its bad lines stay
     assert forced.errors["lineno"].tolist() == [1]
+
+
+def test_compressed_input_is_known_by_its_bytes_not_its_name(tmp_path: Path) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    text = f"{GOOD}\n{GOOD}\n".encode()
+    for name, data in [
+        ("a.txt", gzip.compress(text)),
+        ("b", bz2.compress(text)),
+        ("c.gz", lzma.compress(text)),
+        ("d.log", zstandard.ZstdCompressor().compress(text) * 2),  # two frames
+    ]:
+        (tmp_path / name).write_bytes(data)
+        assert len(perfnet.read(tmp_path / name).events) == 2 * (1 + name.startswith("d")), name
+
+
+def test_a_truncated_zstd_capture_is_a_named_error(tmp_path: Path) -> None:
+    import zstandard
+
+    data = zstandard.ZstdCompressor().compress((f"{GOOD}\n" * 1000).encode())
+    (tmp_path / "cut.zst").write_bytes(data[:-10])
+    with pytest.raises(perfnet.PerfnetError, match="truncated zstd data"):
+        perfnet.read(tmp_path / "cut.zst")
+
+
+def test_compressed_capture_on_standard_input() -> None:
+    import gzip
+
+    data = gzip.compress(f"{GOOD}\n{GOOD}\n".encode())
+    done = subprocess.run([sys.executable, "-m", "perfnet", "parse", "-", "--json"], input=data, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert b'"events": 2' in done.stdout

@@ -339,6 +339,10 @@ def test_perf_data_files_are_read_through_perf_script(lab: Lab, tmp_path: Path) 
     direct = perfnet.read(data)  # a recording is recognised by its magic bytes
     assert direct.format == "script" and direct.event_counts() == trace.event_counts()
     assert direct.events["skbaddr"].tolist() == trace.events["skbaddr"].tolist()
+    piped = subprocess.run(  # also on standard input, spooled for perf script
+        [sys.executable, "-m", "perfnet", "parse", "-", "--json"], stdin=data.open("rb"), capture_output=True, text=True
+    )
+    assert piped.returncode == 0 and json.loads(piped.stdout)["events"] == len(trace.events)
 
 
 # --- duration, filters, callchains -------------------------------------------------------------

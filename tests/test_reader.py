@@ -212,8 +212,8 @@ def test_corrupt_compressed_input_and_unknown_format_are_named_errors(tmp_path: 
     with pytest.raises(PerfnetError, match=f"cannot read {truncated}"):
         perfnet.read(truncated)
     garbage = tmp_path / "cap.txt.xz"
-    garbage.write_bytes(b"not xz at all")
-    with pytest.raises(PerfnetError, match="cannot read"):
+    garbage.write_bytes(b"not xz at all")  # read by its bytes, not its name: text, and not perf's
+    with pytest.raises(perfnet.NotPerfOutputError, match="line 1 reads 'not xz at all'"):
         perfnet.read(garbage)
     with pytest.raises(perfnet.UsageError, match="unknown format 'perf'; one of trace, "):
         perfnet.read(GOOD, format="perf")
