@@ -25,14 +25,17 @@ from perfnet.topology import Topology, label_paths
 
 # Columns taken from each record's fields for every event row: path reconstruction and drop
 # tables need them on every event, not only in that tracepoint's own frame.
-_FIELD_COLUMNS: dict[str, tuple[str, type]] = {  # column -> (dtype, Python type of its values)
-    "dev": ("object", str),
-    "skbaddr": ("UInt64", int),
-    "len": ("Int64", int),
-    "protocol": ("Int64", int),
-    "reason": ("object", object),
-    "location": ("object", str),
+# column -> (dtype, Python type of its values, range of an integer column's values).
+_FIELD_COLUMNS: dict[str, tuple[str, type, tuple[int, int] | None]] = {
+    "dev": ("category", str, None),
+    "skbaddr": ("UInt64", int, (0, (1 << 64) - 1)),
+    "len": ("UInt32", int, (0, (1 << 32) - 1)),
+    "protocol": ("UInt16", int, (0, (1 << 16) - 1)),  # the ethertype
+    "reason": ("category", object, None),
+    "location": ("category", str, None),
 }
+# Label columns: few values repeat over many rows (callchains are tuples of frames).
+_CATEGORIES = ("comm", "event", "dev", "reason", "location", "callchain")
 
 
 # Events whose skb address is a field of another name: the slab free of the skb's object
@@ -40,9 +43,13 @@ _FIELD_COLUMNS: dict[str, tuple[str, type]] = {  # column -> (dtype, Python type
 _ADDRESS_FIELDS: dict[str, str] = {"kmem:kmem_cache_free": "ptr"}
 
 
-def _of_type(value: object, kind: type) -> object:
-    """``value`` if it is a ``kind`` (bools are not ints here), else None."""
-    return value if isinstance(value, kind) and not (kind is int and isinstance(value, bool)) else None
+def _of_type(value: object, kind: type, bounds: tuple[int, int] | None = None) -> object:
+    """``value`` if it is a ``kind`` (bools are not ints here) within ``bounds``, else None."""
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        return None
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:  # type: ignore[operator]
+        return None
+    return value
 
 
 def _common_columns(records: list[Record]) -> dict[str, Any]:
@@ -50,8 +57,8 @@ def _common_columns(records: list[Record]) -> dict[str, Any]:
     return {
         "time_ns": pd.array([r.time_ns for r in records], dtype="int64"),
         "comm": pd.array([r.comm for r in records], dtype="object"),
-        "tid": pd.array([r.tid for r in records], dtype="Int64"),
-        "cpu": pd.array([r.cpu for r in records], dtype="Int64"),
+        "tid": pd.array([r.tid for r in records], dtype="UInt32"),
+        "cpu": pd.array([r.cpu for r in records], dtype="UInt32"),
         "event": pd.array([r.event for r in records], dtype="object"),
         "lineno": pd.array([r.lineno for r in records], dtype="int64"),
         "callchain": pd.array([r.callchain for r in records], dtype="object"),
@@ -116,25 +123,25 @@ class Trace:
     def events(self) -> pd.DataFrame:
         """One row per event, sorted by time (stable: perf trace -a does not print in order).
 
-        Columns: ``time_ns`` (int64), ``comm``, ``tid``/``cpu`` (nullable Int64), ``event``,
-        ``dev``, ``skbaddr`` (nullable UInt64: missing for ``*_exit`` events), ``len``,
-        ``protocol`` (nullable Int64), ``reason``, ``location``, ``lineno`` and ``callchain``
-        (a tuple of frames, empty unless the capture had callchains).  ``comm``, ``event`` and
-        ``dev`` are categorical: few values repeat over many rows, and path reconstruction
-        and topology inference group by their codes.
+        Columns: ``time_ns`` (int64), ``comm``, ``tid``/``cpu`` (nullable UInt32), ``event``,
+        ``dev``, ``skbaddr`` (nullable UInt64: missing for ``*_exit`` events), ``len``
+        (nullable UInt32), ``protocol`` (nullable UInt16, the ethertype), ``reason``,
+        ``location``, ``lineno`` (int64) and ``callchain`` (a tuple of frames, empty unless the
+        capture had callchains).  ``comm``, ``event``, ``dev``, ``reason``, ``location`` and
+        ``callchain`` are categorical: few values repeat over many rows (about 50 bytes per
+        event in all), and path reconstruction and topology inference group by their codes.
         """
         records = self._records
         columns = _common_columns(records)
-        for name, (dtype, kind) in _FIELD_COLUMNS.items():
-            # a value of the wrong type (an event without a schema keeps fields as printed) is missing
-            if name == "skbaddr":
-                values = [_of_type(r.fields.get(_ADDRESS_FIELDS.get(r.event, name)), kind) for r in records]
-            else:
-                values = [_of_type(r.fields.get(name), kind) for r in records]
-            columns[name] = pd.array(values, dtype=dtype)  # type: ignore[call-overload]
+        for name, (dtype, kind, bounds) in _FIELD_COLUMNS.items():
+            # a value of the wrong type or range (an event without a schema keeps fields as
+            # printed) is missing
+            key = {r.event: _ADDRESS_FIELDS.get(r.event, name) for r in records} if name == "skbaddr" else None
+            values = [_of_type(r.fields.get(key[r.event] if key else name), kind, bounds) for r in records]
+            columns[name] = values if dtype == "category" else pd.array(values, dtype=dtype)  # type: ignore[call-overload]
         order = ["time_ns", "comm", "tid", "cpu", "event", *_FIELD_COLUMNS, "lineno", "callchain"]
-        for name in ("comm", "event", "dev"):
-            columns[name] = pd.Categorical(columns[name])
+        for name in _CATEGORIES:
+            columns[name] = pd.Categorical(list(columns[name]))
         frame = pd.DataFrame({name: columns[name] for name in order})
         return frame.sort_values("time_ns", kind="stable", ignore_index=True)
 

@@ -217,3 +217,16 @@ def test_corrupt_compressed_input_and_unknown_format_are_named_errors(tmp_path: 
         perfnet.read(garbage)
     with pytest.raises(perfnet.UsageError, match="unknown format 'perf'; one of trace, "):
         perfnet.read(GOOD, format="perf")
+
+
+def test_the_events_frame_is_compact_and_typed_alike_everywhere() -> None:
+    """Narrow integers and categorical labels, whatever else is installed: under 64 bytes an event."""
+    events = perfnet.read(FIXTURES / "lab-trace-callgraph.txt").events
+    assert {name: str(dtype) for name, dtype in events.dtypes.items()} == {
+        "time_ns": "int64", "comm": "category", "tid": "UInt32", "cpu": "UInt32", "event": "category",
+        "dev": "category", "skbaddr": "UInt64", "len": "UInt32", "protocol": "UInt16", "reason": "category",
+        "location": "category", "lineno": "int64", "callchain": "category",
+    }  # fmt: skip
+    assert all(isinstance(chain, tuple) and len(chain) > 3 for chain in events["callchain"])
+    bulk = perfnet.read(FIXTURES / "paths" / "tcp-up-script.txt.gz").events  # 9,554 events
+    assert bulk.memory_usage(deep=True).sum() / len(bulk) < 64
