@@ -7,8 +7,11 @@ Every error derives from :class:`PerfnetError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from tqdm import tqdm
 
 from perfnet.bundled import example_capture
 from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, SchemaError, UsageError
@@ -75,6 +78,7 @@ def _open(
     schemas: Iterable[str | Path],
     formats: str | Path | None,
     kallsyms: str | Path | None,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[Variant, Iterator[Item]]:
     formats = formats if formats is not None else _beside(source, ".formats")
     kallsyms = kallsyms if kallsyms is not None else _beside(source, ".kallsyms.gz")
@@ -85,6 +89,7 @@ def _open(
         enums=load_enum_tables(formats) if formats is not None else {},
         symbols=load_kallsyms(kallsyms) if kallsyms is not None else None,
         strict=strict,
+        progress=progress,
     )
 
 
@@ -96,13 +101,14 @@ def read(
     formats: str | Path | None = None,
     kallsyms: str | Path | None = None,
     topology: Topology | str | Path | None = None,
+    progress: bool = False,
 ) -> Trace:
     """Parse a capture into a :class:`Trace`.
 
     Args:
-        source: a path (``.gz``, ``.bz2``, ``.xz``, ``.zst`` are decompressed; a ``perf.data``
-            recording is read through ``perf script``), a file object, an iterable of lines,
-            or ``"-"`` for standard input.
+        source: a path (gzip, bzip2, xz and zstd data are decompressed and a ``perf.data``
+            recording is read through ``perf script``, known by their first bytes), a binary
+            file object, an iterable of lines, or ``"-"`` for standard input.
         format: the output variant (see :class:`Variant`); detected from the input if None.
         strict: raise :class:`ParseError` at the first bad line instead of recording it in
             ``Trace.errors``.
@@ -118,18 +124,25 @@ def read(
             saved with :meth:`Topology.save` or ``perfnet topology save``).  Default:
             ``<source>.topology.json`` beside the capture (a live capture saves one); without
             either, the trace infers one from its events.
+        progress: show a progress bar on standard error while a file is read.
 
     Raises:
         ParseError: in strict mode, at the first line that does not parse.
+        NotPerfOutputError: the variant was detected, yet no line is an event or a perf message.
         PerfnetError: the source cannot be read, or a schema file is invalid.
     """
-    variant, items = _open(source, format, strict, schemas, formats, kallsyms)
     if topology is None:
         saved = _beside(source, ".topology.json")
         topology = Topology.load(saved) if saved is not None else None
     elif not isinstance(topology, Topology):
         topology = Topology.load(topology)
-    return Trace(items, variant, source=str(source) if isinstance(source, str | Path) else "", topology=topology)
+    name = str(source) if isinstance(source, str | Path) else ""
+    size = Path(name).stat().st_size if progress and name not in ("", "-") and Path(name).is_file() else 0
+    with tqdm(total=size, unit="B", unit_scale=True, desc=Path(name).name, file=sys.stderr, disable=not size) as bar:
+        variant, items = _open(
+            source, format, strict, schemas, formats, kallsyms, lambda done: bar.update(done - bar.n)
+        )
+        return Trace(items, variant, source=name, topology=topology)
 
 
 def iter_records(

@@ -40,7 +40,10 @@ def _read(args: argparse.Namespace) -> perfnet.Trace:
     if args.example == (args.file is not None):
         raise PerfnetError("give a FILE or --example (not both)")
     source = example_capture() if args.example else args.file
-    return perfnet.read(source, format=args.format, strict=args.strict, formats=args.formats)
+    # a progress bar on a terminal (standard error), never in pipes and logs
+    return perfnet.read(
+        source, format=args.format, strict=args.strict, formats=args.formats, progress=sys.stderr.isatty()
+    )
 
 
 def _basics(trace: perfnet.Trace) -> dict[str, Any]:
@@ -301,7 +304,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """``perfnet compare``: per-hop latency change between two captures, flagging real changes."""
     before, after = (
-        perfnet.read(path, format=args.format, strict=args.strict, formats=args.formats) for path in (args.a, args.b)
+        perfnet.read(path, format=args.format, strict=args.strict, formats=args.formats, progress=sys.stderr.isatty())
+        for path in (args.a, args.b)
     )
     table = analysis.compare(before, after, min_effect_ns=int(args.min_effect_us * 1000))
     if args.json:

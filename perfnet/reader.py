@@ -19,7 +19,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
@@ -99,19 +99,22 @@ def _decode(line: str | bytes) -> str:
     return _ANSI.sub("", line) if "\x1b" in line else line
 
 
-def split_lines(stream: IO[bytes]) -> Iterator[str]:
+def split_lines(stream: IO[bytes], tick: Callable[[], object] | None = None) -> Iterator[str]:
     """The decoded lines of a binary stream, split exactly at CR, LF and CR LF.
 
     Python's own line splitting is either LF-only (binary files: a file with CR line ends is
     one line) or splits at VT, FF, FS, GS, RS, NEL and U+2028 too (``str.splitlines``), none of
     which end a line perf printed.  Reads in chunks, so memory stays bounded whatever the
     line; a line longer than :data:`MAX_LINE_BYTES` comes out as a :class:`TooLong` of its
-    start.  A UTF-8 byte order mark before the first line is skipped.
+    start.  A UTF-8 byte order mark before the first line is skipped.  ``tick`` is called
+    after each chunk (to show progress).
     """
     pending = b""
     dropping = False  # inside a too long line, skipping to its end
     first = True
     while chunk := stream.read(_CHUNK):
+        if tick is not None:
+            tick()
         if first:
             chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
         data = pending + chunk
@@ -200,12 +203,15 @@ def _decompressed(raw: io.BufferedReader, name: str) -> Any:
     return raw
 
 
-def open_lines(source: Source) -> Iterator[str]:
+def open_lines(source: Source, progress: Callable[[int], object] | None = None) -> Iterator[str]:
     """Yield the decoded lines of a source, without line ends (see :func:`split_lines`).
 
     Compressed input (gzip, bzip2, xz, zstd) and ``perf.data`` recordings are recognised by
     their first bytes, whatever the name, also on standard input (a recording there is
     spooled to a temporary file for ``perf script``).
+
+    ``progress``, if given, is called with the bytes of a file read so far (compressed
+    bytes for compressed files).
 
     Raises:
         PerfnetError: a path that does not exist or cannot be read, or corrupt or truncated
@@ -233,10 +239,12 @@ def open_lines(source: Source) -> Iterator[str]:
     except OSError as exc:
         raise PerfnetError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with raw:
-        yield from _binary_lines(raw, str(path), path)
+        yield from _binary_lines(raw, str(path), path, progress)
 
 
-def _binary_lines(raw: io.BufferedReader, name: str, path: Path | None = None) -> Iterator[str]:
+def _binary_lines(
+    raw: io.BufferedReader, name: str, path: Path | None = None, progress: Callable[[int], object] | None = None
+) -> Iterator[str]:
     import zstandard
 
     try:
@@ -249,7 +257,8 @@ def _binary_lines(raw: io.BufferedReader, name: str, path: Path | None = None) -
                 spool.flush()
                 yield from (_decode(line) for line in read_perf_data(spool.name))
             return
-        yield from split_lines(_decompressed(raw, name))
+        tick = (lambda: progress(raw.tell())) if progress is not None else None
+        yield from split_lines(_decompressed(raw, name), tick)
     # corrupt or truncated compressed data fails while reading, not when opening
     except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
         raise PerfnetError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from exc
@@ -389,6 +398,7 @@ def open_items(
     enums: EnumTables,
     symbols: Kallsyms | None = None,
     strict: bool = False,
+    progress: Callable[[int], object] | None = None,
 ) -> tuple[Variant, Iterator[Item]]:
     """Open a source: its variant (detected now, from the first lines that can tell) and a
     stream of every item in input order, in constant memory.
@@ -400,11 +410,12 @@ def open_items(
         enums: symbolic names for numeric enum fields.
         symbols: kernel text symbols, to name code addresses perf trace prints in hex.
         strict: raise :class:`ParseError` at the first bad line instead of yielding it.
+        progress: called with the bytes of a file read so far (see :func:`open_lines`).
 
     Raises:
         ParseError: in strict mode (while iterating), at the first line that does not parse.
     """
-    numbered: Iterator[tuple[int, str]] = enumerate(open_lines(source), start=1)
+    numbered: Iterator[tuple[int, str]] = enumerate(open_lines(source, progress), start=1)
     if format is None:
         variant, head = _detect(numbered)
         numbered = itertools.chain(head, numbered)

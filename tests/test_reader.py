@@ -230,3 +230,13 @@ def test_the_events_frame_is_compact_and_typed_alike_everywhere() -> None:
     assert all(isinstance(chain, tuple) and len(chain) > 3 for chain in events["callchain"])
     bulk = perfnet.read(FIXTURES / "paths" / "tcp-up-script.txt.gz").events  # 9,554 events
     assert bulk.memory_usage(deep=True).sum() / len(bulk) < 64
+
+
+def test_progress_shows_on_standard_error_only_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    path = FIXTURES / "paths" / "mixed-trace.txt.gz"
+    quiet = perfnet.read(path)
+    assert capsys.readouterr().err == ""
+    shown = perfnet.read(path, progress=True)
+    err = capsys.readouterr().err
+    assert "mixed-trace.txt.gz" in err and "100%" in err
+    assert len(shown.events) == len(quiet.events)
