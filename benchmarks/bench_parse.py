@@ -68,6 +68,9 @@ def main() -> int:
             check=True,
         )
     script_txt, trace_txt = args.dir / "big-script.txt", args.dir / "big-trace.txt"
+    # first, while this process is small: a child's peak resident size counts its parent's
+    # before exec, so the memory figures come from children of a parent that read nothing yet
+    footprints = [f"{text.name}: {memory(text)}" for text in (script_txt, trace_txt)]
     rows = [
         ("perf script -i big.data", *best_of(args.repeat, lambda: perf_script(args.dir / "big.data"))),
         ("perfnet.read(perf script text).events", *best_of(args.repeat, lambda: len(perfnet.read(script_txt).events))),
@@ -82,7 +85,42 @@ def main() -> int:
     for name, seconds, events in rows:
         rate = events / seconds
         print(f"{name:<42} {events:>9} {seconds:>8.2f} {rate:>10.0f} {rate / baseline:>14.2f}x")
+    print("", *footprints, sep="\n")
     return 0
+
+
+# Run in a fresh process, so the figures are this read's alone.
+_MEASURE = """
+import resource, sys, time
+import perfnet
+start = time.perf_counter()
+trace = perfnet.read(sys.argv[1])
+events = trace.events
+read_s = time.perf_counter() - start
+deep = events.memory_usage(deep=True).sum() / len(events)
+start = time.perf_counter()
+packets = len(trace.packets)
+packets_s = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(len(events), read_s, deep, packets, packets_s, peak)
+"""
+
+
+def memory(text: Path) -> str:
+    """Events frame bytes per event (deep), the process's peak resident bytes per event after
+    read and packets (on top of an empty interpreter with perfnet imported), and trace.packets
+    events/s (inference, walk, labels), measured in a fresh process."""
+    base = subprocess.run(
+        [sys.executable, "-c", "import resource, perfnet; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(text)], capture_output=True, text=True, check=True)
+    events, _, deep, packets, packets_s, peak = (float(x) for x in done.stdout.split())
+    peak_per_event = (peak - int(base.stdout) * 1024) / events
+    return (
+        f"events frame {deep:.0f} B/event deep; peak resident {peak_per_event:.0f} B/event above the interpreter; "
+        f"trace.packets {events / packets_s / 1e6:.2f} M events/s ({packets:.0f} packets)"
+    )
 
 
 if __name__ == "__main__":
