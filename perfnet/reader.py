@@ -92,11 +92,18 @@ class TooLong(str):
     """The start of a line longer than :data:`MAX_LINE_BYTES` (the rest was skipped)."""
 
 
+class ControlCodes(str):
+    """A line of terminal control codes alone (perf colours its messages on a terminal)."""
+
+
 def _decode(line: str | bytes) -> str:
     if isinstance(line, bytes):
         line = line.decode("utf-8", errors="replace")
     line = line.rstrip("\r\n")
-    return _ANSI.sub("", line) if "\x1b" in line else line
+    if "\x1b" not in line:
+        return line
+    plain = _ANSI.sub("", line)
+    return plain if plain.strip(" \t") else ControlCodes(plain)
 
 
 def split_lines(stream: IO[bytes], tick: Callable[[], object] | None = None) -> Iterator[str]:
@@ -314,6 +321,8 @@ class LineParser:
         ``after_event`` says whether an event (not yet closed) precedes the line: only then can
         it be a callchain frame.
         """
+        if isinstance(line, ControlCodes):
+            return Message(lineno, "perf", "(terminal control codes)")
         if not line.strip(" \t"):
             return None  # blank; other spaces and control characters are accounted as bad lines
         if isinstance(line, TooLong):

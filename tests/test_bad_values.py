@@ -201,3 +201,9 @@ def test_compressed_capture_on_standard_input() -> None:
     done = subprocess.run([sys.executable, "-m", "perfnet", "parse", "-", "--json"], input=data, capture_output=True)
     assert done.returncode == 0, done.stderr
     assert b'"events": 2' in done.stdout
+
+
+def test_a_line_of_terminal_control_codes_alone_is_accounted() -> None:
+    trace = perfnet.read([GOOD, "\x1b[31m\x1b[0m", "\x1b[31mLOST 2 events!\x1b[0m", GOOD])
+    assert trace.messages[["lineno", "kind", "lost"]].values.tolist() == [[2, "perf", 0], [3, "lost", 2]]
+    assert trace.errors.empty and len(trace.events) == 2

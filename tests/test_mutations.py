@@ -50,7 +50,7 @@ def mutated(name: str, count: int, seed: int) -> list[bytes]:
 
 def blank(line: bytes) -> bool:
     text = perfnet.reader._decode(line)  # the reader's own decoding: UTF-8 with U+FFFD, no ANSI codes
-    return not text.strip(" \t")
+    return not isinstance(text, perfnet.reader.ControlCodes) and not text.strip(" \t")
 
 
 @pytest.mark.parametrize("name", list(CAPTURES))
