@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 FieldValue = int | str | bool | None
+
+
+ADDRESS_FIELDS: Final[Mapping[str, str]] = {"kmem:kmem_cache_free": "ptr"}
+"""Events whose skb address is a field of another name (grammars/kmem.toml)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +51,10 @@ class Record:
 
     @property
     def skbaddr(self) -> int | None:
-        """The skb's address, or None for events that carry none (``*_exit``)."""
-        value = self.fields.get("skbaddr")
-        return value if isinstance(value, int) else None
+        """The skb's address, or None for events that carry none (``*_exit``); for the slab
+        free of an skb (``kmem:kmem_cache_free``), the freed object's ``ptr``."""
+        value = self.fields.get(ADDRESS_FIELDS.get(self.event, "skbaddr"))
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @property
     def len(self) -> int | None:

@@ -20,7 +20,7 @@ from perfnet import paths
 from perfnet.display import to_html
 from perfnet.grammar import Variant
 from perfnet.infer import infer_topology
-from perfnet.records import BadLine, Item, Message, Record
+from perfnet.records import ADDRESS_FIELDS, BadLine, Item, Message, Record
 from perfnet.topology import Topology, label_paths
 
 # Columns taken from each record's fields for every event row: path reconstruction and drop
@@ -36,11 +36,6 @@ _FIELD_COLUMNS: dict[str, tuple[str, type, tuple[int, int] | None]] = {
 }
 # Label columns: few values repeat over many rows (callchains are tuples of frames).
 _CATEGORIES = ("comm", "event", "dev", "reason", "location", "callchain")
-
-
-# Events whose skb address is a field of another name: the slab free of the skb's object
-# (grammars/kmem.toml).
-_ADDRESS_FIELDS: dict[str, str] = {"kmem:kmem_cache_free": "ptr"}
 
 
 def _of_type(value: object, kind: type, bounds: tuple[int, int] | None = None) -> object:
@@ -136,7 +131,7 @@ class Trace:
         for name, (dtype, kind, bounds) in _FIELD_COLUMNS.items():
             # a value of the wrong type or range (an event without a schema keeps fields as
             # printed) is missing
-            key = {r.event: _ADDRESS_FIELDS.get(r.event, name) for r in records} if name == "skbaddr" else None
+            key = {r.event: ADDRESS_FIELDS.get(r.event, name) for r in records} if name == "skbaddr" else None
             values = [_of_type(r.fields.get(key[r.event] if key else name), kind, bounds) for r in records]
             columns[name] = values if dtype == "category" else pd.array(values, dtype=dtype)  # type: ignore[call-overload]
         order = ["time_ns", "comm", "tid", "cpu", "event", *_FIELD_COLUMNS, "lineno", "callchain"]
