@@ -196,28 +196,30 @@ def time_to_ns(text: str, seconds_digits: int) -> int:
 
 
 def _header(variant: Variant, groups: Mapping[str, str | None], body_start: int, line: str) -> Header:
-    """The header's values, typed and checked (tids and CPUs are 32-bit, times at most 2**63 ns).
+    """The header's values, typed and checked (tids and CPUs are 32-bit, times at most 10**12 s).
 
     Raises:
         HeaderError: a value does not fit its type.
     """
     time, tid, cpu = groups["time"] or "0", groups.get("tid"), groups.get("cpu")
-    try:
-        whole = time.partition(".")[0]
-        if len(whole) > 12:  # 10**12 s is more than 30,000 years of uptime
-            raise ValueError(f"timestamp {time[:40]} is out of range")
-        return Header(
-            time_ns=time_to_ns(time, _TIME_DIGITS.get(variant, 6)),
-            comm=groups.get("comm") or None,
-            tid=checked_int(tid, 32, signed=False) if tid is not None else None,
-            cpu=checked_int(cpu, 32, signed=False) if cpu is not None else None,
-            event=groups["event"] or "",
-            body=groups.get("body") or "",
-            body_start=body_start,
-        )
-    except ValueError as exc:
-        bad = next((text for text in (tid, cpu, time) if text and str(exc).find(text[:40]) >= 0), time)
-        raise HeaderError(max(line.find(bad), 0), str(exc)) from None
+
+    def checked(text: str | None) -> int | None:
+        try:
+            return checked_int(text, 32, signed=False) if text is not None else None
+        except ValueError as exc:
+            raise HeaderError(max(line.find(text or ""), 0), str(exc)) from None
+
+    if len(time.partition(".")[0]) > 12:  # 10**12 s is more than 30,000 years of uptime
+        raise HeaderError(max(line.find(time), 0), f"timestamp {time[:40]} is out of range")
+    return Header(
+        time_ns=time_to_ns(time, _TIME_DIGITS.get(variant, 6)),
+        comm=groups.get("comm") or None,
+        tid=checked(tid),
+        cpu=checked(cpu),
+        event=groups["event"] or "",
+        body=groups.get("body") or "",
+        body_start=body_start,
+    )
 
 
 def match_header(variant: Variant, line: str) -> Header | None:

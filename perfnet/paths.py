@@ -266,9 +266,9 @@ class _Walk:
 
     A position is a direction and the set of devices the packet can be at: a name resolves
     to every device of that name, and each step keeps those reachable from the previous set.
-    Positions are interned as small ints and steps memoized on (position, name, direction),
-    so the loop over visits does a dict lookup per visit; the graph is consulted once per
-    distinct step.
+    Positions are interned as small ints and steps memoized on (position, name, direction)
+    packed in one int, so the loop over visits does a dict lookup per visit; the graph is
+    consulted once per distinct step.
     """
 
     def __init__(self, graph: DeviceGraph, dev_names: ObjectArray) -> None:
@@ -278,7 +278,8 @@ class _Walk:
         # per position: device * 2 + direction if it has one device, else -2 - position (in no set)
         self.single: list[int] = []
         self.codes: dict[tuple[bool, frozenset[int]], int] = {}
-        self.memo: dict[tuple[int, int, bool], tuple[int, bool]] = {}
+        self.n_inputs = 2 * len(self.candidates)
+        self.memo: dict[int, int] = {}  # position * n_inputs + input -> see advance()
 
     def start(self, dev: int, transmit: bool) -> int:
         """The position of a packet first seen at device name code ``dev``."""
@@ -293,28 +294,29 @@ class _Walk:
             self.single.append(next(iter(devices)) * 2 + transmit if len(devices) == 1 else -2 - code)
         return code
 
-    def advance(self, position: int, dev: int, transmit: bool) -> tuple[int, bool]:
-        """The position after a step to name code ``dev`` (-1: infeasible), and whether the step
-        is only weakly supported.  An empty set (a name the topology lacks) goes anywhere."""
-        key = (position, dev, transmit)
+    def advance(self, position: int, step_input: int) -> int:
+        """Where a step to ``step_input`` (name code * 2 + transmits) leads from ``position``:
+        the next position * 2 + 1 if the step is only weakly supported, or -1 if it is
+        infeasible.  An empty set (a name the topology lacks) goes anywhere, weakly."""
+        key = position * self.n_inputs + step_input
         found = self.memo.get(key)
-        if found is not None:
-            return found
+        if found is None:
+            found = self.memo[key] = self._step(position, step_input // 2, bool(step_input % 2))
+        return found
+
+    def _step(self, position: int, dev: int, transmit: bool) -> int:
         was_transmit, here = self.positions[position]
         there = self.candidates[dev]
         if not here or not there:
-            result = (self._intern(transmit, frozenset(there)), True)
-        else:
-            reached, strong = set(), False
-            for a in here:
-                for b in there:
-                    step = self.graph.step(a, was_transmit, b, transmit)
-                    if step.feasible:
-                        reached.add(b)
-                        strong |= not step.weak
-            result = (self._intern(transmit, frozenset(reached)), not strong) if reached else (-1, False)
-        self.memo[key] = result
-        return result
+            return self._intern(transmit, frozenset(there)) * 2 + 1
+        reached, strong = set(), False
+        for a in here:
+            for b in there:
+                step = self.graph.step(a, was_transmit, b, transmit)
+                if step.feasible:
+                    reached.add(b)
+                    strong |= not step.weak
+        return self._intern(transmit, frozenset(reached)) * 2 + (not strong) if reached else -1
 
     def split(self, dev: IntArray, transmit: BoolArray, arrival: BoolArray, boundary: BoolArray) -> BoolArray:
         """Which visits start a new packet because the packet cannot be there.
@@ -331,12 +333,10 @@ class _Walk:
             feasible from the device of that weak step, the split goes before the weak step.
         """
         split = np.zeros(dev.size, dtype=np.bool_)
-        n_inputs = 2 * len(self.candidates)
+        n_inputs, memo, single = self.n_inputs, self.memo, self.single
         inputs = (np.where(dev >= 0, dev, len(self.candidates) - 1) * 2 + transmit).tolist()
         opens, arrivals = (boundary | ~arrival).tolist(), arrival.tolist()
         starts = [self.start(i // 2, bool(i % 2)) for i in range(n_inputs)]
-        memo: dict[int, int] = {}  # position * n_inputs + input -> next position * 2 + weak, or -1
-        single = self.single
         position, weak = -1, False
         visited: set[int] = set()
         for k, inp in enumerate(inputs):
@@ -344,11 +344,9 @@ class _Walk:
                 position, weak = (starts[inp] if arrivals[k] else -1), False
                 visited.clear()
             else:
-                key = position * n_inputs + inp
-                found = memo.get(key)
+                found = memo.get(position * n_inputs + inp)  # advance(), inlined for the common case
                 if found is None:
-                    nxt, step_weak = self.advance(position, inp // 2, bool(inp % 2))
-                    found = memo[key] = nxt * 2 + step_weak if nxt >= 0 else -1
+                    found = self.advance(position, inp)
                 if found >= 0 and single[found >> 1] not in visited:
                     position, weak = found >> 1, bool(found & 1)
                 else:  # infeasible, or the same device twice in the same direction
@@ -377,10 +375,10 @@ class _Walk:
         """
         if weak and not split[k - 1]:
             earlier = starts[inputs[k - 1]]
-            moved, moved_weak = self.advance(earlier, inputs[k] // 2, bool(inputs[k] % 2))
+            moved = self.advance(earlier, inputs[k])
             if moved >= 0:
                 split[k - 1] = True
-                return moved, moved_weak, earlier
+                return moved >> 1, bool(moved & 1), earlier
         split[k] = True
         return starts[inputs[k]], False, -1
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Final, cast
 
 import pyparsing as pp
+import zstandard
 
 from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, UsageError
 from perfnet.grammar import (
@@ -142,10 +143,8 @@ def split_lines(stream: IO[bytes], tick: Callable[[], object] | None = None) -> 
             pending = rest[-1:] if rest.endswith(b"\r") else b""
         else:
             pending = rest
-    if pending and not dropping and pending != b"\r":
-        yield _line(pending)
-    elif pending == b"\r" and not dropping:
-        yield ""
+    if pending and not dropping:
+        yield _line(pending)  # a lone CR left over is an empty last line
 
 
 def _line(raw: bytes) -> str:
@@ -157,9 +156,6 @@ class _ZstdStream:
     (python-zstandard's stream reader ends quietly there: a truncated capture read short)."""
 
     def __init__(self, raw: IO[bytes], name: str) -> None:
-        import zstandard
-
-        self._zstd = zstandard
         self._raw = raw
         self._name = name
         self._frame = zstandard.ZstdDecompressor().decompressobj()
@@ -176,7 +172,7 @@ class _ZstdStream:
             out = self._frame.decompress(chunk)
             while self._frame.eof and self._frame.unused_data:  # the next frame
                 rest = self._frame.unused_data
-                self._frame = self._zstd.ZstdDecompressor().decompressobj()
+                self._frame = zstandard.ZstdDecompressor().decompressobj()
                 out += self._frame.decompress(rest)
             if out:
                 return out
@@ -252,8 +248,6 @@ def open_lines(source: Source, progress: Callable[[int], object] | None = None) 
 def _binary_lines(
     raw: io.BufferedReader, name: str, path: Path | None = None, progress: Callable[[int], object] | None = None
 ) -> Iterator[str]:
-    import zstandard
-
     try:
         if _kind(raw.peek(8)[:8]) == "perf.data":
             if path is not None:

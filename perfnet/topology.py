@@ -457,21 +457,26 @@ def _forwarding(netns_fd: int | None) -> bool | None:
     """Whether the namespace forwards IPv4 or IPv6; None if that cannot be read.
 
     ``/proc/sys/net`` shows the namespace of the process that opens it, hence ``cat`` run
-    through ``nsenter`` for another namespace.
+    in the namespace.
     """
-    argv = ["cat", *_FORWARDING_FILES]
+    proc = _run_in(["cat", *_FORWARDING_FILES], netns_fd)
+    values = proc.stdout.split() if proc is not None else []
+    if not values or not all(value.isdigit() for value in values):
+        return None
+    return any(int(value) for value in values)
+
+
+def _run_in(argv: Sequence[str], netns_fd: int | None) -> subprocess.CompletedProcess[str] | None:
+    """``argv`` run in the namespace of ``netns_fd`` (through ``nsenter``; None: our own);
+    None if it could not run."""
     fds: tuple[int, ...] = ()
     if netns_fd is not None:
         argv = ["nsenter", f"--net=/proc/self/fd/{netns_fd}", *argv]
         fds = (netns_fd,)
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, check=False, pass_fds=fds)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, check=False, pass_fds=fds)
     except (OSError, subprocess.SubprocessError):
         return None
-    values = proc.stdout.split()
-    if not values or not all(value.isdigit() for value in values):
-        return None
-    return any(int(value) for value in values)
 
 
 def _ip_json(args: Sequence[str], netns_fd: int | None) -> list[dict[str, Any]] | None:
@@ -481,16 +486,8 @@ def _ip_json(args: Sequence[str], netns_fd: int | None) -> list[dict[str, Any]] 
         The list of JSON objects printed (empty for no output), or None if the command could
         not run, failed, or printed something else.
     """
-    argv = ["ip", "-j", *args]
-    fds: tuple[int, ...] = ()
-    if netns_fd is not None:
-        argv = ["nsenter", f"--net=/proc/self/fd/{netns_fd}", *argv]
-        fds = (netns_fd,)
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, check=False, pass_fds=fds)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if proc.returncode != 0:
+    proc = _run_in(["ip", "-j", *args], netns_fd)
+    if proc is None or proc.returncode != 0:
         return None
     if not proc.stdout.strip():
         return []

@@ -20,7 +20,7 @@ from perfnet import paths
 from perfnet.display import to_html
 from perfnet.grammar import Variant
 from perfnet.infer import infer_topology
-from perfnet.records import ADDRESS_FIELDS, BadLine, Item, Message, Record
+from perfnet.records import BadLine, Item, Message, Record
 from perfnet.topology import Topology, label_paths
 
 # Columns taken from each record's fields for every event row: path reconstruction and drop
@@ -131,8 +131,10 @@ class Trace:
         for name, (dtype, kind, bounds) in _FIELD_COLUMNS.items():
             # a value of the wrong type or range (an event without a schema keeps fields as
             # printed) is missing
-            key = {r.event: ADDRESS_FIELDS.get(r.event, name) for r in records} if name == "skbaddr" else None
-            values = [_of_type(r.fields.get(key[r.event] if key else name), kind, bounds) for r in records]
+            if name == "skbaddr":  # Record.skbaddr knows the events whose address has another name
+                values = [_of_type(r.skbaddr, kind, bounds) for r in records]
+            else:
+                values = [_of_type(r.fields.get(name), kind, bounds) for r in records]
             columns[name] = values if dtype == "category" else pd.array(values, dtype=dtype)  # type: ignore[call-overload]
         order = ["time_ns", "comm", "tid", "cpu", "event", *_FIELD_COLUMNS, "lineno", "callchain"]
         for name in _CATEGORIES:
