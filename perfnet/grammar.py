@@ -370,15 +370,21 @@ def _infer(text: str) -> FieldValue:
 
 
 @dataclass(frozen=True, slots=True)
-class _BodyFormat:
+class BodyFormat:
+    """One print format, compiled: its pyparsing grammar, its regex, and the converter of each
+    field in print order.  ``literals`` and ``patterns`` are its pieces (``literals[0]``,
+    ``patterns[0]``, ``literals[1]``, ...), from which the columnar path splits bodies."""
+
     grammar: pp.ParserElement
     fast: re.Pattern[str]
     converters: tuple[tuple[str, Converter], ...]
+    literals: tuple[str, ...]
+    patterns: tuple[str, ...]
 
 
 def _format_body(
     schema: EventSchema, index: int, tables: Mapping[str, Mapping[int, str]], symbols: Kallsyms | None
-) -> _BodyFormat:
+) -> BodyFormat:
     fmt = schema.formats[index]
     pieces = CONVERSION.split(fmt.text)
     # re.split with CONVERSION's three groups yields: literal, flags, length, conv, literal, ...
@@ -386,20 +392,23 @@ def _format_body(
     convs = list(zip(pieces[1::4], pieces[3::4], strict=True))
     elements: list[pp.ParserElement] = [pp.Literal(literals[0])] if literals[0] else []
     regex = [re.escape(literals[0])]
-    converters = []
+    converters, patterns = [], []
     for i, ((flags, conv), arg) in enumerate(zip(convs, fmt.args, strict=True)):
         following = literals[i + 1]
         pattern = _conversion_pattern(conv, flags, following)
+        patterns.append(pattern)
         elements.append(pp.Regex(pattern)(arg).set_name(f"{arg} (%{flags}{conv})"))
         regex.append(f"(?P<{arg}>{pattern})" + re.escape(following))
         if following:
             elements.append(pp.Literal(following))
         converters.append((arg, converter(schema.lookup[arg], conv, tables.get(arg), symbols)))
     grammar = (pp.And(elements) + pp.StringEnd()).leave_whitespace()
-    return _BodyFormat(
+    return BodyFormat(
         grammar.set_name(f"{schema.event} format {index + 1}"),
         re.compile("".join(regex) + "$"),
         tuple(converters),
+        tuple(literals),
+        tuple(patterns),
     )
 
 
@@ -444,11 +453,13 @@ class BodyParser:
     ):
         self.schema = schema
         self.printer_fields = printer_fields
-        self._formats = (
+        # the compiled print formats; for perf trace's printer, the value of each omitted
+        # (zero) field and each printed name's field and converter
+        self.formats = (
             tuple(_format_body(schema, i, tables, symbols) for i in range(len(schema.formats))) if schema else ()
         )
-        self._zeros = {f.name: _zero(f, tables.get(f.name)) for f in schema.fields} if schema else {}
-        self._printed = (
+        self.zeros = {f.name: _zero(f, tables.get(f.name)) for f in schema.fields} if schema else {}
+        self.printed = (
             {alias: (f.name, converter(f, None, tables.get(f.name), symbols)) for alias, f in schema.lookup.items()}
             if schema
             else {}
@@ -463,11 +474,11 @@ class BodyParser:
         """
         if self.printer_fields:
             return self._parse_printed(body)
-        if not self._formats:
+        if not self.formats:
             if _FAST_GENERIC_LIST.fullmatch(body) is None:
                 return {"text": body}
             return {key: _infer(value) for key, value in _FAST_GENERIC_PAIRS.findall(body)}
-        for fmt in self._formats:
+        for fmt in self.formats:
             match = fmt.fast.match(body)
             if match is not None:
                 fields = {}
@@ -487,17 +498,17 @@ class BodyParser:
         """
         if self.printer_fields:
             pairs = _field_list.parse_string(body, parse_all=True)
-            fields = dict(self._zeros)
+            fields = dict(self.zeros)
             for pair in pairs:
-                self._set_printed(fields, self._printed, pair["key"], pair["value"])
+                self._set_printed(fields, self.printed, pair["key"], pair["value"])
             return fields
-        if not self._formats:
+        if not self.formats:
             try:
                 pairs = _generic_pairs.parse_string(body, parse_all=True)
             except pp.ParseException:
                 return {"text": body}
             return {p["key"]: _infer(p["value"]) for p in pairs}
-        for fmt in self._formats:
+        for fmt in self.formats:
             try:
                 result = fmt.grammar.parse_string(body, parse_all=True)
             except pp.ParseException:
@@ -512,8 +523,8 @@ class BodyParser:
             except pp.ParseException as exc:
                 raise BodyError(exc.loc, f"expected {exc.msg.removeprefix('Expected ')}") from None
             raise BodyError(0, "expected name: value")  # the grammar accepts what the fast path refused
-        fields = dict(self._zeros)
-        printed = self._printed
+        fields = dict(self.zeros)
+        printed = self.printed
         for pair in _FAST_FIELD_PAIRS.finditer(body):
             try:
                 self._set_printed(fields, printed, pair[1], pair[2])
@@ -533,7 +544,7 @@ class BodyParser:
 
     def _format_error(self, body: str) -> BodyError:
         furthest: pp.ParseException | None = None
-        for fmt in self._formats:
+        for fmt in self.formats:
             try:
                 fmt.grammar.parse_string(body, parse_all=True)
             except pp.ParseException as exc:

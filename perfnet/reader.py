@@ -20,10 +20,13 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
 import pyparsing as pp
+import numpy as np
+import numpy.typing as npt
 import zstandard
 
 from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, UsageError
@@ -107,44 +110,89 @@ def _decode(line: str | bytes) -> str:
     return plain if plain.strip(" \t") else ControlCodes(plain)
 
 
-def split_lines(stream: IO[bytes], tick: Callable[[], object] | None = None) -> Iterator[str]:
-    """The decoded lines of a binary stream, split exactly at CR, LF and CR LF.
+@dataclass(frozen=True, slots=True, eq=False)
+class Block:
+    """Consecutive lines of a source, undecoded: line ``lineno + i`` is
+    ``data[starts[i]:ends[i]]`` (without its line end)."""
+
+    lineno: int
+    data: bytes
+    starts: npt.NDArray[np.int64]
+    ends: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def line(self, i: int) -> str:
+        """Line ``lineno + i``, decoded as :func:`split_lines` yields it."""
+        return _line(self.data[self.starts[i] : self.ends[i]])
+
+
+def _line_ends(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Where each line of ``data`` ends, and its line end's length: CR LF (2), lone CR or LF (1).
+    A CR that is the last byte may be the first half of a CR LF and is not counted."""
+    buf = np.frombuffer(data, np.uint8)
+    lf = np.flatnonzero(buf == 10)
+    if b"\r" not in data:
+        return lf, np.ones(len(lf), np.int64)
+    cr = np.flatnonzero(buf[:-1] == 13)
+    crlf = buf[cr + 1] == 10
+    lone_lf = lf[~np.isin(lf - 1, cr[crlf])]
+    ends = np.concatenate([cr, lone_lf])
+    lengths = np.concatenate([np.where(crlf, 2, 1), np.ones(len(lone_lf), np.int64)])
+    order = np.argsort(ends, kind="stable")
+    return ends[order], lengths[order]
+
+
+def line_blocks(stream: IO[bytes], tick: Callable[[], object] | None = None) -> Iterator[Block]:
+    """The lines of a binary stream in blocks, split exactly at CR, LF and CR LF.
 
     Python's own line splitting is either LF-only (binary files: a file with CR line ends is
     one line) or splits at VT, FF, FS, GS, RS, NEL and U+2028 too (``str.splitlines``), none of
     which end a line perf printed.  Reads in chunks, so memory stays bounded whatever the
-    line; a line longer than :data:`MAX_LINE_BYTES` comes out as a :class:`TooLong` of its
-    start.  A UTF-8 byte order mark before the first line is skipped.  ``tick`` is called
-    after each chunk (to show progress).
+    line: of a line longer than :data:`MAX_LINE_BYTES`, a block holds its first
+    ``MAX_LINE_BYTES + 1`` bytes (the rest is skipped unread).  A UTF-8 byte order mark
+    before the first line is skipped.  ``tick`` is called after each chunk (to show progress).
     """
     pending = b""
     dropping = False  # inside a too long line, skipping to its end
     first = True
+    lineno = 1
     while chunk := stream.read(_CHUNK):
         if tick is not None:
             tick()
         if first:
             chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False
         data = pending + chunk
-        start = 0
-        for end in _LINE_END.finditer(data):
-            if end.group() == b"\r" and end.end() == len(data):
-                break  # a CR at the end of the chunk may be the first half of CR LF
-            if not dropping:
-                yield _line(data[start : end.start()])
+        ends, lengths = _line_ends(data)
+        if dropping and len(ends):
+            data, ends, lengths = data[ends[0] + lengths[0] :], ends[1:] - ends[0] - lengths[0], lengths[1:]
             dropping = False
-            start = end.end()
-        rest = data[start:]
         if dropping:
-            pending = rest[-1:] if rest.endswith(b"\r") else b""
-        elif len(rest) > MAX_LINE_BYTES:
-            yield TooLong(_decode(rest[:MAX_LINE_BYTES]))
+            pending = data[-1:] if data.endswith(b"\r") else b""
+            continue
+        if len(ends):
+            nexts = ends + lengths
+            yield Block(lineno, data, np.concatenate([[0], nexts[:-1]]), ends)
+            lineno += len(ends)
+            data = data[nexts[-1] :]
+        if len(data) > MAX_LINE_BYTES:
+            yield Block(lineno, data[: MAX_LINE_BYTES + 1], np.zeros(1, np.int64), np.full(1, MAX_LINE_BYTES + 1))
+            lineno += 1
             dropping = True
-            pending = rest[-1:] if rest.endswith(b"\r") else b""
+            pending = data[-1:] if data.endswith(b"\r") else b""
         else:
-            pending = rest
-    if pending and not dropping:
-        yield _line(pending)  # a lone CR left over is an empty last line
+            pending = data
+    if pending and not dropping:  # a lone CR left over is an empty last line
+        yield Block(lineno, pending, np.zeros(1, np.int64), np.full(1, len(pending)))
+
+
+def split_lines(stream: IO[bytes], tick: Callable[[], object] | None = None) -> Iterator[str]:
+    """The decoded lines of a binary stream (see :func:`line_blocks`); a line longer than
+    :data:`MAX_LINE_BYTES` comes out as a :class:`TooLong` of its start."""
+    for block in line_blocks(stream, tick):
+        for i in range(len(block)):
+            yield block.line(i)
 
 
 def _line(raw: bytes) -> str:
@@ -220,46 +268,73 @@ def open_lines(source: Source, progress: Callable[[int], object] | None = None) 
         PerfnetError: a path that does not exist or cannot be read, or corrupt or truncated
             compressed data.
     """
+    blocks = open_blocks(source, progress)
+    if blocks is not None:
+        for block in blocks:
+            for i in range(len(block)):
+                yield block.line(i)
+        return
+    lines = (_decode(line) for line in cast(Iterable[str | bytes], source))
+    first = next(lines, None)
+    if first is not None:
+        yield first.removeprefix("\ufeff")
+        yield from lines
+
+
+def open_blocks(source: Source, progress: Callable[[int], object] | None = None) -> Iterator[Block] | None:
+    """The lines of a path, a binary file or standard input (``"-"``) in blocks, as
+    :func:`line_blocks` splits them; None for an iterable of lines (or a text file), which is
+    read line by line (see :func:`open_lines`).
+
+    Raises:
+        PerfnetError: as :func:`open_lines` (while iterating).
+    """
     if not isinstance(source, str | Path):
         if isinstance(source, io.BufferedReader):
-            yield from _binary_lines(source, "the input")
-            return
+            return _binary_blocks(source, "the input")
         if isinstance(source, io.IOBase) and isinstance(source, io.BufferedIOBase | io.RawIOBase):
-            yield from _binary_lines(io.BufferedReader(cast(Any, source)), "the input")
-            return
-        lines = (_decode(line) for line in source)
-        first = next(lines, None)
-        if first is not None:
-            yield first.removeprefix("\ufeff")
-            yield from lines
-        return
+            return _binary_blocks(io.BufferedReader(cast(Any, source)), "the input")
+        return None
     if str(source) == "-":
-        yield from _binary_lines(cast(io.BufferedReader, sys.stdin.buffer), "standard input")
-        return
-    path = Path(source)
+        return _binary_blocks(cast(io.BufferedReader, sys.stdin.buffer), "standard input")
+    return _path_blocks(Path(source), progress)
+
+
+def _path_blocks(path: Path, progress: Callable[[int], object] | None) -> Iterator[Block]:
     try:
         raw = path.open("rb")
     except OSError as exc:
         raise PerfnetError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with raw:
-        yield from _binary_lines(raw, str(path), path, progress)
+        yield from _binary_blocks(raw, str(path), path, progress)
 
 
-def _binary_lines(
+class _Encoded:
+    """A binary stream of text lines (``perf script``'s, decoded as it printed them)."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+
+    def read(self, size: int = -1) -> bytes:
+        batch = "".join(line + "\n" for line in itertools.islice(self._lines, 4096))
+        return batch.encode("utf-8", errors="surrogateescape")
+
+
+def _binary_blocks(
     raw: io.BufferedReader, name: str, path: Path | None = None, progress: Callable[[int], object] | None = None
-) -> Iterator[str]:
+) -> Iterator[Block]:
     try:
         if _kind(raw.peek(8)[:8]) == "perf.data":
             if path is not None:
-                yield from (_decode(line) for line in read_perf_data(path))
+                yield from line_blocks(_Encoded(read_perf_data(path)))  # type: ignore[arg-type]
                 return
             with tempfile.NamedTemporaryFile(prefix="perfnet-stdin-", suffix=".data") as spool:
                 shutil.copyfileobj(raw, spool)
                 spool.flush()
-                yield from (_decode(line) for line in read_perf_data(spool.name))
+                yield from line_blocks(_Encoded(read_perf_data(spool.name)))  # type: ignore[arg-type]
             return
         tick = (lambda: progress(raw.tell())) if progress is not None else None
-        yield from split_lines(_decompressed(raw, name), tick)
+        yield from line_blocks(_decompressed(raw, name), tick)
     # corrupt or truncated compressed data fails while reading, not when opening
     except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
         raise PerfnetError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from exc
@@ -423,11 +498,34 @@ def open_items(
         variant, head = _detect(numbered)
         numbered = itertools.chain(head, numbered)
     else:
-        try:
-            variant = Variant(format)
-        except ValueError:
-            raise UsageError(f"unknown format {format!r}; one of {', '.join(v.value for v in Variant)}") from None
+        variant = variant_of(format)
     return variant, _items(numbered, LineParser(variant, schemas, enums, symbols), strict, detected=format is None)
+
+
+def variant_of(format: Variant | str) -> Variant:
+    """The variant a ``format=`` argument names.
+
+    Raises:
+        UsageError: it names none.
+    """
+    try:
+        return Variant(format)
+    except ValueError:
+        raise UsageError(f"unknown format {format!r}; one of {', '.join(v.value for v in Variant)}") from None
+
+
+def detect_blocks(blocks: Iterator[Block]) -> tuple[Variant, Iterator[Block]]:
+    """The variant of a source read in blocks (see :func:`open_items`), and all its blocks."""
+    head: list[Block] = []
+
+    def numbered() -> Iterator[tuple[int, str]]:
+        for block in blocks:
+            head.append(block)
+            for i in range(len(block)):
+                yield block.lineno + i, block.line(i)
+
+    variant, _ = _detect(numbered())
+    return variant, itertools.chain(head, blocks)
 
 
 def _items(

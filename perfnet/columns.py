@@ -1,0 +1,726 @@
+"""Lines to columns: the columnar fast path, and the builder every :class:`~perfnet.trace.Trace`
+is made from.
+
+A block of lines (:class:`~perfnet.reader.Block`) is parsed column-wise, without a Python object
+per line: one capture-free RE2 match per line accepts the lines whose header is in a plain form
+(printable ASCII, single spaces where the grammar allows any whitespace, nothing the grammar
+would have to backtrack over); literal splits (``pyarrow.compute``) cut those lines into header
+fields and bodies; each tracepoint's bodies are cut at the literals of its print formats (or
+perf trace's ``name: value`` list) from the same schemas the pyparsing grammar is built from.
+Field values are typed by the grammar's own converters, called once per *distinct* printed
+value, so a value types exactly as on the per-line path and one that does not convert is
+caught at once.  Every line the fast path does not accept, in whole or in any field, goes to
+the per-line path (:class:`~perfnet.reader.LineParser`) by line number: messages, callchain
+frames, bad lines, and the rare event in an unusual form.  Tests hold both paths to identical
+records on every fixture and on generated lines.
+
+Variants read column-wise: ``trace``, ``trace-libtraceevent`` and ``script``; ``ftrace`` and
+``trace-old`` lines all take the per-line path.
+
+:class:`ColumnBuilder` collects blocks (or single items, from a live capture) into
+:class:`Columns`: per event its header values, its tracepoint's fields as codes into tables of
+distinct typed values (one table per field of each *shape*: event and field names), and the
+messages and bad lines.  Records are made from them on demand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from perfnet.errors import NotPerfOutputError, ParseError
+from perfnet.grammar import BodyFormat, BodyParser, Converter, EnumTables, Variant
+from perfnet.kallsyms import Kallsyms
+from perfnet.reader import (
+    MAX_LINE_BYTES,
+    Block,
+    LineParser,
+    Source,
+    detect_blocks,
+    open_blocks,
+    open_items,
+    variant_of,
+)
+from perfnet.records import _ADDRESS_FIELDS, BadLine, FieldValue, Item, Message, Record
+from perfnet.schema import EventSchema
+
+IntArray = npt.NDArray[np.int64]
+
+# Bytes the fast path reads: printable ASCII.  Any other byte (control codes, UTF-8 sequences,
+# invalid bytes) is replaced by 0x01, which no fast pattern accepts: its line takes the per-line
+# path, which decodes it as it should.
+_PRINTABLE: Final = np.where((np.arange(256) >= 0x20) & (np.arange(256) <= 0x7E), np.arange(256), 1).astype(np.uint8)
+
+# An event name as the headers print it; a leading digit is refused (perf script's optional
+# period column, `: 1 net:...`, would make it ambiguous).
+_EVENT = r"[A-Za-z_-][A-Za-z0-9_-]*:[A-Za-z0-9_-]+"
+# perf trace: `  2002.313 ping/32272 net:net_dev_queue(skbaddr: 0x..., len: 98, name: "pnv0")`;
+# a comm of printable characters without spaces or parentheses.
+_TRACE_LINE: Final = rf"^ *[0-9]{{1,12}}\.[0-9]+ +(?:(?:[!-'*-~]*/)?[0-9]{{1,10}} +)?{_EVENT}\([ -~]*\) *$"
+# perf script: `  ping 32272 [000]  2089.843380:   net:net_dev_queue: dev=pnbr skbaddr=0x... len=98`;
+# a comm of printable characters without brackets, words single-spaced.
+_SCRIPT_LINE: Final = (
+    rf"^ *[!-Z\\^-~]+(?: [!-Z\\^-~]+)* +(?:[0-9]{{1,10}}/)?[0-9]{{1,10}} +\[[0-9]{{1,10}}\] +"
+    rf"[0-9]{{1,12}}\.[0-9]+: +{_EVENT}: +(?:[!-~][ -~]*)?$"
+)
+# perf trace's printer: `name: value, name: "string"`, values without commas or escapes.
+_PRINTED_VALUE = r'(?:"[^"\\,]*"|[^,"]*)'
+_PRINTED_LIST: Final = rf"^(?:\w+: {_PRINTED_VALUE}(?:, \w+: {_PRINTED_VALUE})*)?$"
+
+_U32: Final = (1 << 32) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """Header columns of the accepted lines of a block (``rows``: their indices in the block)."""
+
+    rows: IntArray
+    time_ns: IntArray
+    comm: pa.Array  # strings, null where not printed
+    tid: npt.NDArray[np.float64]  # NaN where not printed (values fit 32 bits, exact as float64)
+    cpu: npt.NDArray[np.float64]
+    event: pa.Array
+    body: pa.Array
+
+
+def _lines_array(block: Block) -> pa.StringArray:
+    """The block's lines as one Arrow string array, line ends removed, odd bytes made 0x01."""
+    data = np.frombuffer(block.data, np.uint8)
+    keep = np.zeros(len(data) + 1, np.int8)
+    np.add.at(keep, block.starts, 1)  # +1 where a line starts, -1 where it ends: cumsum > 0 inside
+    np.add.at(keep, block.ends, -1)
+    inside = np.cumsum(keep[:-1]) > 0
+    clean = _PRINTABLE[data[inside]]
+    offsets = np.concatenate([[0], np.cumsum(block.ends - block.starts)]).astype(np.int32)
+    return pa.StringArray.from_buffers(len(block), pa.py_buffer(offsets), pa.py_buffer(clean))
+
+
+def _nth(lists: pa.Array, i: int) -> pa.Array:
+    return pc.list_element(lists, i)
+
+
+def _uint(texts: pa.Array) -> npt.NDArray[np.float64]:
+    """Decimal strings (already checked to be 1-10 ASCII digits, or null) as floats, NaN for null."""
+    return pc.cast(texts, pa.uint64()).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _time_ns(texts: pa.Array, digits: int) -> IntArray:
+    """``seconds.fraction`` strings as integer units of 10**-digits, exactly as
+    :func:`~perfnet.grammar.time_to_ns` (the fraction cut or padded to ``digits``)."""
+    parts = pc.split_pattern(texts, ".", max_splits=1)
+    whole = pc.cast(_nth(parts, 0), pa.int64()).to_numpy()
+    frac = pc.utf8_slice_codeunits(_nth(parts, 1), 0, digits)
+    scale = 10 ** (digits - pc.utf8_length(frac).to_numpy().astype(np.int64))
+    return whole * 10**digits + pc.cast(frac, pa.int64()).to_numpy() * scale
+
+
+def _trace_header(lines: pa.StringArray) -> _Header:
+    ok = pc.match_substring_regex(lines, _TRACE_LINE)
+    rows = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
+    accepted = lines.take(rows)
+    head_rest = pc.split_pattern(accepted, "(", max_splits=1)
+    head = pc.utf8_trim(_nth(head_rest, 0), " ")
+    prefix_event = pc.utf8_split_whitespace(head, max_splits=1, reverse=True)
+    time_task = pc.split_pattern(pc.binary_join_element_wise(_nth(prefix_event, 0), " ", ""), " ", max_splits=1)
+    task = pc.utf8_trim(_nth(time_task, 1), " ")
+    # `comm/tid`, `tid` or nothing: with a `/` in front, the last `/` splits comm from tid
+    comm_tid = pc.split_pattern(pc.binary_join_element_wise("/", task, ""), "/", max_splits=1, reverse=True)
+    comm = pc.utf8_slice_codeunits(_nth(comm_tid, 0), 1)
+    tid = _nth(comm_tid, 1)
+    body = pc.utf8_slice_codeunits(pc.utf8_rtrim(_nth(head_rest, 1), " "), 0, -1)  # the closing `)`
+    return _Header(
+        rows=rows,
+        time_ns=_time_ns(_nth(time_task, 0), 6),
+        comm=pc.if_else(pc.equal(comm, ""), pa.scalar(None, pa.string()), comm),
+        tid=_uint(pc.if_else(pc.equal(tid, ""), pa.scalar(None, pa.string()), tid)),
+        cpu=np.full(len(rows), np.nan),
+        event=_nth(prefix_event, 1),
+        body=body,
+    )
+
+
+def _script_header(lines: pa.StringArray) -> _Header:
+    ok = pc.match_substring_regex(lines, _SCRIPT_LINE)
+    rows = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
+    accepted = lines.take(rows)
+    task_rest = pc.split_pattern(accepted, "[", max_splits=1)
+    comm_tid = pc.utf8_split_whitespace(pc.utf8_trim(_nth(task_rest, 0), " "), max_splits=1, reverse=True)
+    tid = pc.replace_substring_regex(_nth(comm_tid, 1), "^[0-9]*/", "")  # pid/tid
+    time_event_body = pc.split_pattern(_nth(task_rest, 1), ": ", max_splits=2)
+    cpu_time = pc.split_pattern(_nth(time_event_body, 0), "]", max_splits=1)
+    return _Header(
+        rows=rows,
+        time_ns=_time_ns(pc.utf8_trim(_nth(cpu_time, 1), " "), 9),
+        comm=_nth(comm_tid, 0),
+        tid=_uint(tid),
+        cpu=_uint(_nth(cpu_time, 0)),
+        event=pc.utf8_trim(_nth(time_event_body, 1), " "),
+        body=pc.utf8_ltrim(_nth(time_event_body, 2), " "),
+    )
+
+
+_HEADERS = {
+    Variant.TRACE: _trace_header,
+    Variant.TRACE_LIBTRACEEVENT: _trace_header,
+    Variant.SCRIPT: _script_header,
+}
+
+
+@dataclass(slots=True)
+class _Typed:
+    """One field's values over some rows: ``codes`` into ``values`` (distinct typed values)."""
+
+    codes: IntArray
+    values: list[FieldValue]
+
+
+def _typed(texts: pa.Array, convert: Converter) -> tuple[_Typed, npt.NDArray[np.bool_]]:
+    """Type printed values with the grammar's converter, once per distinct text; also which
+    rows hold a text the converter refuses."""
+    encoded = pc.dictionary_encode(texts)
+    values: list[FieldValue] = []
+    refused = []
+    for i, text in enumerate(encoded.dictionary.to_pylist()):
+        try:
+            values.append(convert(text))
+        except ValueError:
+            values.append(None)
+            refused.append(i)
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return _Typed(codes, values), np.isin(codes, refused)
+
+
+def _format_regex(fmt: BodyFormat) -> str | None:
+    """The format's regex in RE2's syntax (a ``%s`` is lazy up to its literal, as a lookahead
+    made it), or None if cutting at the first occurrence of each literal could read a body
+    otherwise than the regex: a field not followed by a literal (unless it ends the body), or
+    a literal starting with a character the field before it could print."""
+    parts = ["^", re.escape(fmt.literals[0])]
+    for i, pattern in enumerate(fmt.patterns):
+        following = fmt.literals[i + 1]
+        lazy = pattern.startswith(".*")
+        if not following and i < len(fmt.patterns) - 1:
+            return None
+        if following and not lazy and re.fullmatch(pattern, following[0]):
+            return None
+        parts += [".*?" if lazy and following else f"(?:{pattern})", re.escape(following)]
+    return "".join(parts + ["$"])
+
+
+def _split_format(bodies: pa.Array, fmt: BodyFormat) -> tuple[npt.NDArray[np.bool_], list[tuple[str, _Typed]]]:
+    """Cut bodies the format's regex matches at its literals; which rows are read (with every
+    value typed), and their fields.  A row whose cut differs from the regex's reading (a
+    ``%s`` holding its own literal) or whose value does not convert is not read."""
+    n = len(bodies)
+    ok = np.ones(n, np.bool_)
+    rest = pc.utf8_slice_codeunits(bodies, len(fmt.literals[0])) if fmt.literals[0] else bodies
+    texts = []
+    for i, pattern in enumerate(fmt.patterns):
+        following = fmt.literals[i + 1]
+        if following:
+            parts = pc.split_pattern(rest, following, max_splits=1)
+            ok &= pc.equal(pc.list_value_length(parts), 2).to_numpy(zero_copy_only=False)
+            parts = pc.if_else(pa.array(ok), parts, pa.scalar(["", ""], parts.type))
+            value, rest = _nth(parts, 0), _nth(parts, 1)
+        else:
+            value, rest = rest, None
+        if not pattern.startswith(".*"):
+            ok &= pc.match_substring_regex(value, f"^(?:{pattern})$").to_numpy(zero_copy_only=False)
+        texts.append(value)
+    if rest is not None:
+        ok &= pc.equal(rest, "").to_numpy(zero_copy_only=False)
+    return _typed_fields(ok, list(zip((name for name, _ in fmt.converters), texts, strict=True)), dict(fmt.converters))
+
+
+def _typed_fields(
+    ok: npt.NDArray[np.bool_], texts: list[tuple[str, pa.Array]], converters: Mapping[str, Converter]
+) -> tuple[npt.NDArray[np.bool_], list[tuple[str, _Typed]]]:
+    """Type each field's texts of the rows ``ok`` says were cut right; rows with a text the
+    converter refuses are dropped from ``ok`` too."""
+    rows = np.flatnonzero(ok)
+    fields = []
+    for name, text in texts:
+        typed, refused = _typed(text.take(rows), converters[name])
+        ok[rows[refused]] = False
+        fields.append((name, typed))
+    keep = ok[rows]
+    for _, typed in fields:
+        typed.codes = typed.codes[keep]
+    return ok, fields
+
+
+def _split_printed(bodies: pa.Array, parser: BodyParser) -> tuple[npt.NDArray[np.bool_], list[tuple[str, _Typed]]]:
+    """Cut perf trace printer bodies (``name: value, ...``, zero fields omitted); which rows are
+    read, and their fields in schema order (an omitted field has its zero value)."""
+    n = len(bodies)
+    ok = pc.match_substring_regex(bodies, _PRINTED_LIST).to_numpy(zero_copy_only=False).copy()
+    listed = ok & pc.not_equal(bodies, "").to_numpy(zero_copy_only=False)
+    pairs = pc.split_pattern(bodies.filter(pa.array(listed)), ", ")
+    row_of = np.flatnonzero(listed)[pc.list_parent_indices(pairs).to_numpy()]
+    key_value = pc.split_pattern(pairs.flatten(), ": ", max_splits=1)
+    keys = pc.dictionary_encode(_nth(key_value, 0))
+    names = list(parser.zeros)
+    converters = {name: convert for name, convert in parser.printed.values()}
+    slots = np.array([names.index(parser.printed[k][0]) if k in parser.printed else -1 for k in keys.dictionary.to_pylist()] + [-1])
+    slot = slots[keys.indices.to_numpy(zero_copy_only=False)]
+    ok[row_of[slot < 0]] = False  # a name the schema does not know is typed by inference
+    known = slot >= 0
+    pair_ids, counts = np.unique(row_of[known] * len(names) + slot[known], return_counts=True)
+    ok[pair_ids[counts > 1] // max(len(names), 1)] = False  # a name printed twice: the last one wins
+    values = _nth(key_value, 1)
+    fields = []
+    for index, name in enumerate(names):
+        mine = np.flatnonzero(slot == index)
+        typed, refused = _typed(values.take(mine), converters[name])
+        ok[row_of[mine[refused]]] = False
+        codes = np.full(n, len(typed.values), np.int64)
+        typed.values.append(parser.zeros[name])
+        codes[row_of[mine]] = typed.codes
+        typed.codes = codes
+        fields.append((name, typed))
+    keep = np.flatnonzero(ok)
+    for _, typed in fields:
+        typed.codes = typed.codes[keep]
+    return ok, fields
+
+
+def _key(value: FieldValue) -> tuple[type, FieldValue]:
+    return type(value), value  # True and 1 are equal and hash alike: the type tells them apart
+
+
+class _Table:
+    """Distinct values in order of first appearance, and their codes."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self._codes: dict[Any, int] = {}
+
+    def code(self, value: Any) -> int:
+        key = _key(value)
+        code = self._codes.get(key)
+        if code is None:
+            code = self._codes[key] = len(self.values)
+            self.values.append(value)
+        return code
+
+    def codes(self, values: Sequence[Any]) -> IntArray:
+        return np.fromiter((self.code(v) for v in values), np.int64, len(values))
+
+
+@dataclass(slots=True)
+class _Shape:
+    """The rows of one event with one set of field names, in input order: each field's codes
+    into its table of distinct typed values."""
+
+    event: str
+    names: tuple[str, ...]
+    linenos: list[IntArray] = field(default_factory=list)
+    codes: list[list[IntArray]] = field(default_factory=list)
+    tables: list[_Table] = field(default_factory=list)
+
+    def add(self, linenos: IntArray, fields: Sequence[_Typed]) -> None:
+        if not self.tables:
+            self.tables = [_Table() for _ in self.names]
+            self.codes = [[] for _ in self.names]
+        self.linenos.append(linenos)
+        for i, typed in enumerate(fields):
+            local = self.tables[i].codes(typed.values)
+            self.codes[i].append(local[typed.codes] if len(local) else typed.codes)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Columns:
+    """A capture's events as columns (input order), its messages and its bad lines.
+
+    ``shape``/``shapes``: each event's fields live in the shape of its event and field names,
+    as codes into tables of typed values; records are made from them on demand.
+    """
+
+    lineno: IntArray
+    time_ns: IntArray
+    tid: npt.NDArray[np.float64]
+    cpu: npt.NDArray[np.float64]
+    comm: pd.Categorical
+    event: pd.Categorical
+    callchain: Mapping[int, tuple[str, ...]]  # by lineno; events without one are absent
+    shapes: tuple[_FinalShape, ...]
+    messages: tuple[Message, ...]
+    errors: tuple[BadLine, ...]
+
+    def __len__(self) -> int:
+        return len(self.lineno)
+
+    def field_column(self, name: str, address: bool = False) -> list[tuple[IntArray, list[FieldValue], IntArray]]:
+        """Per shape having field ``name`` (with ``address``, the skb address field of its
+        event): row positions, the field's distinct values and each row's code."""
+        out = []
+        for shape in self.shapes:
+            wanted = _ADDRESS_FIELDS.get(shape.event, "skbaddr") if address else name
+            if wanted in shape.names:
+                i = shape.names.index(wanted)
+                out.append((shape.rows, shape.values[i], shape.codes[i]))
+        return out
+
+    def records(self, event: str | None = None) -> Iterator[Record]:
+        """The events as :class:`Record` objects, in input order (of one tracepoint only, if given)."""
+        chosen = [s for s in self.shapes if event is None or s.event == event]
+        if not chosen:
+            return
+        rows = np.concatenate([s.rows for s in chosen])
+        which = np.concatenate([np.full(len(s.rows), i) for i, s in enumerate(chosen)])
+        index = np.concatenate([np.arange(len(s.rows)) for s in chosen])
+        order = np.argsort(rows, kind="stable")
+        comms, events = self.comm, self.event
+        for row, shape_i, i in zip(rows[order].tolist(), which[order].tolist(), index[order].tolist(), strict=True):
+            shape = chosen[shape_i]
+            comm = comms[row]
+            tid, cpu = self.tid[row], self.cpu[row]
+            lineno = int(self.lineno[row])
+            yield Record(
+                lineno,
+                int(self.time_ns[row]),
+                str(events[row]),
+                None if pd.isna(comm) else str(comm),
+                None if np.isnan(tid) else int(tid),
+                None if np.isnan(cpu) else int(cpu),
+                {name: shape.values[f][shape.codes[f][i]] for f, name in enumerate(shape.names)},
+                self.callchain.get(lineno, ()),
+            )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _FinalShape:
+    event: str
+    names: tuple[str, ...]
+    rows: IntArray  # positions in Columns (input order)
+    values: tuple[list[FieldValue], ...]
+    codes: tuple[npt.NDArray[np.integer[Any]], ...]
+
+
+def _narrow(codes: IntArray, count: int) -> npt.NDArray[np.integer[Any]]:
+    return codes.astype(np.int8 if count <= 127 else np.int16 if count <= 32767 else np.int32)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """The per-line path's records of the current block, before they join their shapes."""
+
+    linenos: list[int] = field(default_factory=list)
+    time_ns: list[int] = field(default_factory=list)
+    tid: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    comm: list[str | None] = field(default_factory=list)
+    event: list[str] = field(default_factory=list)
+    shape: list[int] = field(default_factory=list)
+
+
+class ColumnBuilder:
+    """Collects the items of one capture into :class:`Columns`, block by block (:meth:`add_block`,
+    read from a file) or item by item (:meth:`add_item`, from a stream of records).
+
+    Args:
+        parser: the per-line parser of the capture's variant (also the fast path's schemas).
+        strict: raise :class:`ParseError` at the first bad line.
+        detected: the variant was detected; if no line is an event or a perf message,
+            :meth:`finish` raises :class:`NotPerfOutputError`.
+    """
+
+    def __init__(self, parser: LineParser, strict: bool = False, detected: bool = True) -> None:
+        self._parser = parser
+        self._strict = strict
+        self._detected = detected
+        self._header = _HEADERS.get(parser.variant)
+        self._bodies: dict[str, BodyParser | None] = {}
+        self._format_regexes: dict[str, list[str | None]] = {}
+        self._shapes: list[_Shape] = []
+        self._shape_ids: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._comms = _Table()
+        self._events = _Table()
+        self._chunks: list[tuple[IntArray, ...]] = []
+        self._callchain: dict[int, tuple[str, ...]] = {}
+        self._messages: list[Message] = []
+        self._errors: list[BadLine] = []
+        self._recognised = False
+        # the per-line state that crosses lines: the event callchain frames belong to
+        self._owner: int | None = None
+        self._frames: list[str] = []
+        self._pending = _Pending()
+
+    # --- shapes ---------------------------------------------------------------------------
+
+    def _shape(self, event: str, names: tuple[str, ...]) -> int:
+        key = (event, names)
+        shape_id = self._shape_ids.get(key)
+        if shape_id is None:
+            shape_id = self._shape_ids[key] = len(self._shapes)
+            self._shapes.append(_Shape(event, names))
+        return shape_id
+
+    def _body_parser(self, event: str) -> BodyParser | None:
+        if event not in self._bodies:
+            schema = self._parser.schemas.get(event)
+            if schema is None:
+                self._bodies[event] = None
+            else:
+                body = BodyParser(
+                    schema, self._parser.variant is Variant.TRACE, self._parser.enums.get(event, {}), self._parser.symbols
+                )
+                self._bodies[event] = body
+        return self._bodies[event]
+
+    def _regexes(self, event: str, parser: BodyParser) -> list[str | None]:
+        regexes = self._format_regexes.get(event)
+        if regexes is None:
+            regexes = self._format_regexes[event] = [_format_regex(f) for f in parser.formats]
+        return regexes
+
+    # --- the fast path --------------------------------------------------------------------
+
+    def _fast(self, block: Block) -> tuple[npt.NDArray[np.bool_], tuple[IntArray, ...] | None]:
+        """Which lines of the block the fast path reads, and their header columns."""
+        accepted = np.zeros(len(block), np.bool_)
+        if self._header is None:
+            return accepted, None
+        header = self._header(_lines_array(block))
+        rows = header.rows
+        too_long = (block.ends - block.starts)[rows] > MAX_LINE_BYTES
+        good = ~too_long & ~(header.tid > _U32) & ~(header.cpu > _U32)
+        events = pc.dictionary_encode(header.event)
+        event_names = events.dictionary.to_pylist()
+        event_index = events.indices.to_numpy(zero_copy_only=False)
+        shape_of = np.full(len(rows), -1, np.int64)
+        for e, name in enumerate(event_names):
+            parser = self._body_parser(name)
+            mine = np.flatnonzero((event_index == e) & good)
+            if parser is None or not len(mine):
+                continue
+            bodies = header.body.take(mine)
+            if parser.printer_fields:
+                ok, fields = _split_printed(bodies, parser)
+                self._place(name, tuple(n for n, _ in fields), block.lineno + rows[mine[ok]], fields, shape_of, mine[ok])
+                continue
+            left = np.arange(len(mine))  # rows no format matched yet: the next one is tried
+            for fmt, regex in zip(parser.formats, self._regexes(name, parser), strict=True):
+                if regex is None or not len(left):
+                    break  # the per-line path tries this format and the later ones
+                matched = pc.match_substring_regex(bodies.take(left), regex).to_numpy(zero_copy_only=False)
+                ok, fields = _split_format(bodies.take(left[matched]), fmt)
+                taken = mine[left[matched][ok]]
+                self._place(name, tuple(n for n, _ in fields), block.lineno + rows[taken], fields, shape_of, taken)
+                left = left[~matched]
+        done = shape_of >= 0
+        accepted[rows[done]] = True
+        comms = pc.dictionary_encode(pc.fill_null(header.comm.filter(pa.array(done)), ""))
+        comm_table = self._comms.codes([c or None for c in comms.dictionary.to_pylist()])  # "" is not printed
+        event_table = self._events.codes(event_names)
+        columns = (
+            block.lineno + rows[done],
+            header.time_ns[done],
+            header.tid[done],
+            header.cpu[done],
+            comm_table[comms.indices.to_numpy(zero_copy_only=False)] if len(comm_table) else np.zeros(0, np.int64),
+            event_table[event_index[done]] if len(event_table) else np.zeros(0, np.int64),
+            shape_of[done],
+        )
+        return accepted, columns
+
+    def _place(
+        self,
+        event: str,
+        names: tuple[str, ...],
+        linenos: IntArray,
+        fields: list[tuple[str, _Typed]],
+        shape_of: IntArray,
+        positions: IntArray,
+    ) -> None:
+        if not len(linenos):
+            return
+        shape_id = self._shape(event, names)
+        self._shapes[shape_id].add(linenos, [typed for _, typed in fields])
+        shape_of[positions] = shape_id
+
+    # --- input ----------------------------------------------------------------------------
+
+    def add_block(self, block: Block) -> None:
+        """Parse a block: the fast path first, its refused lines one by one, in line order."""
+        accepted, fast = self._fast(block)
+        if fast is not None and len(fast[0]):
+            self._recognised = True
+        refused = np.flatnonzero(~accepted)
+        previous = -1
+        for i in refused.tolist():
+            if i - 1 > previous:  # the line before was an event the fast path read
+                self._close_owner()
+                self._owner = block.lineno + i - 1
+            previous = i
+            self.add_line(block.lineno + i, block.line(i))
+        if fast is not None and len(fast[0]) and (not len(refused) or refused[-1] < len(block) - 1):
+            self._close_owner()
+            self._owner = block.lineno + len(block) - 1
+        self._flush(fast)
+
+    def add_line(self, lineno: int, line: str) -> None:
+        """Parse one line with the per-line path."""
+        item = self._parser.parse(lineno, line, after_event=self._owner is not None)
+        if item is None:
+            return
+        if isinstance(item, str):
+            self._recognised = True
+            self._frames.append(item)
+            return
+        self.add_item(item)
+
+    def add_item(self, item: Item) -> None:
+        """Add one parsed item (a record's callchain already folded in)."""
+        self._close_owner()
+        if isinstance(item, Record):
+            self._recognised = True
+            self._owner = item.lineno
+            pending = self._pending
+            pending.linenos.append(item.lineno)
+            pending.time_ns.append(item.time_ns)
+            pending.tid.append(np.nan if item.tid is None else item.tid)
+            pending.cpu.append(np.nan if item.cpu is None else item.cpu)
+            pending.comm.append(item.comm)
+            pending.event.append(item.event)
+            pending.shape.append(self._shape(item.event, tuple(item.fields)))
+            self._shapes[pending.shape[-1]].add(
+                np.array([item.lineno]), [_Typed(np.zeros(1, np.int64), [v]) for v in item.fields.values()]
+            )
+            if item.callchain:
+                self._callchain[item.lineno] = item.callchain
+            if len(pending.linenos) >= 65536:
+                self._flush(None)
+            return
+        if isinstance(item, BadLine):
+            if self._strict:
+                raise ParseError(item.lineno, item.column, item.line, item.message)
+            self._errors.append(item)
+            return
+        self._recognised = True
+        self._messages.append(item)
+
+    def _close_owner(self) -> None:
+        """The event before has no more frames: give it those read."""
+        if self._owner is not None and self._frames:
+            self._callchain[self._owner] = tuple(self._frames)
+        self._owner, self._frames = None, []
+
+    def _flush(self, fast: tuple[IntArray, ...] | None) -> None:
+        """Join the block's fast columns and the per-line records, in line order."""
+        pending = self._pending
+        slow = (
+            np.array(pending.linenos, np.int64),
+            np.array(pending.time_ns, np.int64),
+            np.array(pending.tid, np.float64),
+            np.array(pending.cpu, np.float64),
+            self._comms.codes(pending.comm) if pending.comm else np.zeros(0, np.int64),
+            self._events.codes(pending.event) if pending.event else np.zeros(0, np.int64),
+            np.array(pending.shape, np.int64),
+        )
+        self._pending = _Pending()
+        parts = [p for p in (fast, slow) if p is not None and len(p[0])]
+        if len(parts) == 2:
+            order = np.argsort(np.concatenate([parts[0][0], parts[1][0]]), kind="stable")
+            self._chunks.append(tuple(np.concatenate([a, b])[order] for a, b in zip(*parts, strict=True)))
+        elif parts:
+            self._chunks.append(parts[0])
+
+    def finish(self) -> Columns:
+        """The columns of everything added.
+
+        Raises:
+            NotPerfOutputError: see the class.
+        """
+        self._close_owner()
+        self._flush(None)
+        if self._detected and self._errors and not self._recognised:
+            first = self._errors[0]
+            raise NotPerfOutputError(
+                f"not perf output: no event and no perf message in it; line {first.lineno} reads "
+                f"{first.line[:80]!r}\nhint: perfnet reads what perf trace, perf script or ftrace print"
+            )
+        chunks = self._chunks
+        lineno, time_ns, tid, cpu, comm, event, shape = (
+            np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0, np.float64 if i in (2, 3) else np.int64)
+            for i in range(7)
+        )
+        shapes = []
+        for shape_id, s in enumerate(self._shapes):
+            rows = np.flatnonzero(shape == shape_id)
+            if not len(rows):
+                continue
+            order = np.argsort(np.concatenate(s.linenos), kind="stable")
+            shapes.append(
+                _FinalShape(
+                    s.event,
+                    s.names,
+                    rows,
+                    tuple(t.values for t in s.tables),
+                    tuple(_narrow(np.concatenate(c)[order], len(t.values)) for c, t in zip(s.codes, s.tables, strict=True)),
+                )
+            )
+        return Columns(
+            lineno=lineno,
+            time_ns=time_ns,
+            tid=tid,
+            cpu=cpu,
+            comm=_categorical(comm, self._comms.values),
+            event=_categorical(event, self._events.values),
+            callchain=self._callchain,
+            shapes=tuple(shapes),
+            messages=tuple(self._messages),
+            errors=tuple(self._errors),
+        )
+
+
+def _categorical(codes: IntArray, values: list[Any]) -> pd.Categorical:
+    """Codes into ``values`` (-1 or a None value: missing) as a categorical with sorted categories."""
+    present = [v for v in values if v is not None]
+    categories = pd.Index(sorted(set(present)))
+    remap = np.array([categories.get_loc(v) if v is not None else -1 for v in values] + [-1], np.int64)
+    return pd.Categorical.from_codes(remap[codes], categories=categories)
+
+
+def read_columns(
+    source: Source,
+    *,
+    format: Variant | str | None = None,
+    schemas: Mapping[str, EventSchema],
+    enums: EnumTables,
+    symbols: Kallsyms | None = None,
+    strict: bool = False,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[Variant, Columns]:
+    """Read a whole source into columns: files, binary streams and standard input block by
+    block through the fast path, iterables of lines line by line.  Arguments as for
+    :func:`~perfnet.reader.open_items`.
+
+    Raises:
+        ParseError: in strict mode, at the first bad line.
+        NotPerfOutputError: the variant was detected, yet no line is an event or a perf message.
+        PerfnetError: the source cannot be read.
+    """
+    blocks = open_blocks(source, progress)
+    if blocks is None:
+        variant, items = open_items(source, format=format, schemas=schemas, enums=enums, symbols=symbols, strict=strict)
+        builder = ColumnBuilder(LineParser(variant, schemas, enums, symbols), detected=False)
+        for item in items:
+            builder.add_item(item)
+        return variant, builder.finish()
+    if format is None:
+        variant, blocks = detect_blocks(blocks)
+    else:
+        variant = variant_of(format)
+    builder = ColumnBuilder(LineParser(variant, schemas, enums, symbols), strict, detected=format is None)
+    for block in blocks:
+        builder.add_block(block)
+    return variant, builder.finish()
