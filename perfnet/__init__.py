@@ -8,12 +8,14 @@ Every error derives from :class:`PerfnetError`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from perfnet.bundled import example_capture
+from perfnet.columns import read_columns
 from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, SchemaError, UsageError
 from perfnet.grammar import Variant
 from perfnet.kallsyms import load_kallsyms
@@ -27,7 +29,7 @@ from perfnet.perf import (
     UnknownEventError,
 )
 from perfnet.reader import Source, open_items
-from perfnet.records import BadLine, Item, Message, Record
+from perfnet.records import BadLine, Message, Record
 from perfnet.schema import EventSchema, load_enum_tables, load_schemas
 from perfnet.topology import Topology
 from perfnet.trace import Trace
@@ -71,26 +73,18 @@ def _beside(source: Source, suffix: str) -> Path | None:
     return path if path.exists() else None
 
 
-def _open(
-    source: Source,
-    format: Variant | str | None,
-    strict: bool,
-    schemas: Iterable[str | Path],
-    formats: str | Path | None,
-    kallsyms: str | Path | None,
-    progress: Callable[[int], object] | None = None,
-) -> tuple[Variant, Iterator[Item]]:
+def _tables(
+    source: Source, schemas: Iterable[str | Path], formats: str | Path | None, kallsyms: str | Path | None
+) -> dict[str, Any]:
+    """The schemas, enum tables and kernel symbols to parse ``source`` with (by default, the
+    files a live capture saved beside it)."""
     formats = formats if formats is not None else _beside(source, ".formats")
     kallsyms = kallsyms if kallsyms is not None else _beside(source, ".kallsyms.gz")
-    return open_items(
-        source,
-        format=format,
-        schemas=load_schemas(schemas),
-        enums=load_enum_tables(formats) if formats is not None else {},
-        symbols=load_kallsyms(kallsyms) if kallsyms is not None else None,
-        strict=strict,
-        progress=progress,
-    )
+    return {
+        "schemas": load_schemas(schemas),
+        "enums": load_enum_tables(formats) if formats is not None else {},
+        "symbols": load_kallsyms(kallsyms) if kallsyms is not None else None,
+    }
 
 
 def read(
@@ -139,10 +133,14 @@ def read(
     name = str(source) if isinstance(source, str | Path) else ""
     size = Path(name).stat().st_size if progress and name not in ("", "-") and Path(name).is_file() else 0
     with tqdm(total=size, unit="B", unit_scale=True, desc=Path(name).name, file=sys.stderr, disable=not size) as bar:
-        variant, items = _open(
-            source, format, strict, schemas, formats, kallsyms, lambda done: bar.update(done - bar.n)
+        variant, columns = read_columns(
+            source,
+            format=format,
+            strict=strict,
+            progress=lambda done: bar.update(done - bar.n),
+            **_tables(source, schemas, formats, kallsyms),
         )
-        return Trace(items, variant, source=name, topology=topology)
+        return Trace(columns, variant, source=name, topology=topology)
 
 
 def iter_records(
@@ -157,5 +155,5 @@ def iter_records(
 
     Arguments as for :func:`read`.  Non-event lines are skipped (bad ones raise in strict mode).
     """
-    _, items = _open(source, format, strict, schemas, formats, kallsyms)
+    _, items = open_items(source, format=format, strict=strict, **_tables(source, schemas, formats, kallsyms))
     return (item for item in items if isinstance(item, Record))

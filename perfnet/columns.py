@@ -25,8 +25,9 @@ messages and bad lines.  Records are made from them on demand.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -52,13 +53,12 @@ from perfnet.reader import (
 from perfnet.records import _ADDRESS_FIELDS, BadLine, FieldValue, Item, Message, Record
 from perfnet.schema import EventSchema
 
-IntArray = npt.NDArray[np.int64]
+IntArray = npt.NDArray[np.integer[Any]]
+_Chunk = tuple[npt.NDArray[Any], ...]  # lineno, time_ns, tid, cpu, comm, event and shape of some rows
 
-# Bytes the fast path reads: printable ASCII.  Any other byte (control codes, UTF-8 sequences,
+# The fast path reads printable ASCII.  Any other byte (control codes, UTF-8 sequences,
 # invalid bytes) is replaced by 0x01, which no fast pattern accepts: its line takes the per-line
 # path, which decodes it as it should.
-_PRINTABLE: Final = np.where((np.arange(256) >= 0x20) & (np.arange(256) <= 0x7E), np.arange(256), 1).astype(np.uint8)
-
 # An event name as the headers print it; a leading digit is refused (perf script's optional
 # period column, `: 1 net:...`, would make it ambiguous).
 _EVENT = r"[A-Za-z_-][A-Za-z0-9_-]*:[A-Za-z0-9_-]+"
@@ -93,12 +93,15 @@ class _Header:
 
 def _lines_array(block: Block) -> pa.StringArray:
     """The block's lines as one Arrow string array, line ends removed, odd bytes made 0x01."""
-    data = np.frombuffer(block.data, np.uint8)
-    keep = np.zeros(len(data) + 1, np.int8)
-    np.add.at(keep, block.starts, 1)  # +1 where a line starts, -1 where it ends: cumsum > 0 inside
-    np.add.at(keep, block.ends, -1)
-    inside = np.cumsum(keep[:-1]) > 0
-    clean = _PRINTABLE[data[inside]]
+    data = np.frombuffer(block.data, np.uint8)[: block.ends[-1]]
+    ends = block.starts[1:] - block.ends[:-1]  # each line end's length: 1 or 2 bytes
+    inside = np.ones(len(data), np.bool_)
+    inside[block.ends[:-1]] = False
+    inside[block.ends[:-1][ends == 2] + 1] = False
+    clean = data[inside]
+    odd = (clean < 0x20) | (clean > 0x7E)
+    if odd.any():
+        clean = np.where(odd, np.uint8(1), clean)
     offsets = np.concatenate([[0], np.cumsum(block.ends - block.starts)]).astype(np.int32)
     return pa.StringArray.from_buffers(len(block), pa.py_buffer(offsets), pa.py_buffer(clean))
 
@@ -212,7 +215,48 @@ def _format_regex(fmt: BodyFormat) -> str | None:
         if following and not lazy and re.fullmatch(pattern, following[0]):
             return None
         parts += [".*?" if lazy and following else f"(?:{pattern})", re.escape(following)]
-    return "".join(parts + ["$"])
+    return "".join([*parts, "$"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A format whose fields are each inside one space-separated word, when no value holds a
+    space: ``regex`` (RE2) accepts such bodies; field ``i`` is word ``words[i][0]`` without
+    ``words[i][1]`` characters of literal before it and ``words[i][2]`` after it."""
+
+    regex: str
+    count: int
+    words: tuple[tuple[int, int, int], ...]
+
+
+def _layout(fmt: BodyFormat) -> _Layout | None:
+    """The format's space-separated layout, or None if two fields share a word (or a field
+    could print a space: ``%c``)."""
+    regex = ["^", re.escape(fmt.literals[0])]
+    words: list[tuple[int, int, int]] = []
+    spaces = 0
+    for i, pattern in enumerate(fmt.patterns):
+        before, following = fmt.literals[i], fmt.literals[i + 1]
+        if pattern == "." or (i and " " not in before):
+            return None
+        spaces += before.count(" ")
+        words.append((spaces, len(before.rsplit(" ", 1)[-1]), len(following.split(" ", 1)[0])))
+        regex += ["[^ ]*" if pattern.startswith(".*") else f"(?:{pattern})", re.escape(following)]
+    count = spaces + fmt.literals[-1].count(" ") + 1
+    return _Layout("".join([*regex, "$"]), count, tuple(words))
+
+
+def _split_words(
+    bodies: pa.Array, fmt: BodyFormat, layout: _Layout
+) -> tuple[npt.NDArray[np.bool_], list[tuple[str, _Typed]]]:
+    """Cut bodies ``layout.regex`` accepts at their spaces: every row is read, but for values
+    that do not convert."""
+    words = pc.split_pattern(bodies, " ").flatten()
+    texts = []
+    for (name, _), (word, before, after) in zip(fmt.converters, layout.words, strict=True):
+        column = words.take(pa.array(np.arange(word, len(words), layout.count)))
+        texts.append((name, pc.utf8_slice_codeunits(column, before, -after if after else None)))
+    return _typed_fields(np.ones(len(bodies), np.bool_), texts, dict(fmt.converters))
 
 
 def _split_format(bodies: pa.Array, fmt: BodyFormat) -> tuple[npt.NDArray[np.bool_], list[tuple[str, _Typed]]]:
@@ -269,7 +313,9 @@ def _split_printed(bodies: pa.Array, parser: BodyParser) -> tuple[npt.NDArray[np
     keys = pc.dictionary_encode(_nth(key_value, 0))
     names = list(parser.zeros)
     converters = {name: convert for name, convert in parser.printed.values()}
-    slots = np.array([names.index(parser.printed[k][0]) if k in parser.printed else -1 for k in keys.dictionary.to_pylist()] + [-1])
+    slots = np.array(
+        [names.index(parser.printed[k][0]) if k in parser.printed else -1 for k in keys.dictionary.to_pylist()] + [-1]
+    )
     slot = slots[keys.indices.to_numpy(zero_copy_only=False)]
     ok[row_of[slot < 0]] = False  # a name the schema does not know is typed by inference
     known = slot >= 0
@@ -296,8 +342,8 @@ def _key(value: FieldValue) -> tuple[type, FieldValue]:
     return type(value), value  # True and 1 are equal and hash alike: the type tells them apart
 
 
-class _Table:
-    """Distinct values in order of first appearance, and their codes."""
+class Table:
+    """Distinct values in order of first appearance, and their codes (True and 1 kept apart)."""
 
     def __init__(self) -> None:
         self.values: list[Any] = []
@@ -324,11 +370,11 @@ class _Shape:
     names: tuple[str, ...]
     linenos: list[IntArray] = field(default_factory=list)
     codes: list[list[IntArray]] = field(default_factory=list)
-    tables: list[_Table] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
 
     def add(self, linenos: IntArray, fields: Sequence[_Typed]) -> None:
         if not self.tables:
-            self.tables = [_Table() for _ in self.names]
+            self.tables = [Table() for _ in self.names]
             self.codes = [[] for _ in self.names]
         self.linenos.append(linenos)
         for i, typed in enumerate(fields):
@@ -357,6 +403,25 @@ class Columns:
 
     def __len__(self) -> int:
         return len(self.lineno)
+
+    def callchains(self) -> pd.Categorical:
+        """Each event's callchain (a tuple of frames, empty if none), as a categorical."""
+        table = Table()
+        codes = np.full(len(self), table.code(()), np.int64)
+        if self.callchain:
+            linenos = np.fromiter(self.callchain, np.int64, len(self.callchain))
+            codes[np.searchsorted(self.lineno, linenos)] = table.codes(list(self.callchain.values()))
+        return categorical(codes, table.values)
+
+    def event_counts(self) -> dict[str, int]:
+        """Events per tracepoint, most frequent first (ties in order of first appearance)."""
+        codes = self.event.codes.astype(np.int64)
+        counts = np.bincount(codes, minlength=len(self.event.categories))
+        first = np.full(len(counts), len(codes))
+        np.minimum.at(first, codes, np.arange(len(codes)))
+        order = sorted(np.flatnonzero(counts).tolist(), key=lambda c: (-counts[c], first[c]))
+        names = list(self.event.categories)
+        return {str(names[c]): int(counts[c]) for c in order}
 
     def field_column(self, name: str, address: bool = False) -> list[tuple[IntArray, list[FieldValue], IntArray]]:
         """Per shape having field ``name`` (with ``address``, the skb address field of its
@@ -427,24 +492,25 @@ class ColumnBuilder:
     read from a file) or item by item (:meth:`add_item`, from a stream of records).
 
     Args:
-        parser: the per-line parser of the capture's variant (also the fast path's schemas).
+        parser: the per-line parser of the capture's variant (also the fast path's schemas);
+            None if only parsed items are added.
         strict: raise :class:`ParseError` at the first bad line.
         detected: the variant was detected; if no line is an event or a perf message,
             :meth:`finish` raises :class:`NotPerfOutputError`.
     """
 
-    def __init__(self, parser: LineParser, strict: bool = False, detected: bool = True) -> None:
+    def __init__(self, parser: LineParser | None, strict: bool = False, detected: bool = True) -> None:
         self._parser = parser
         self._strict = strict
         self._detected = detected
-        self._header = _HEADERS.get(parser.variant)
+        self._header = _HEADERS.get(parser.variant) if parser is not None else None
         self._bodies: dict[str, BodyParser | None] = {}
-        self._format_regexes: dict[str, list[str | None]] = {}
+        self._format_regexes: dict[str, list[tuple[str, _Layout | None] | None]] = {}
         self._shapes: list[_Shape] = []
         self._shape_ids: dict[tuple[str, tuple[str, ...]], int] = {}
-        self._comms = _Table()
-        self._events = _Table()
-        self._chunks: list[tuple[IntArray, ...]] = []
+        self._comms = Table()
+        self._events = Table()
+        self._chunks: list[_Chunk] = []
         self._callchain: dict[int, tuple[str, ...]] = {}
         self._messages: list[Message] = []
         self._errors: list[BadLine] = []
@@ -465,26 +531,34 @@ class ColumnBuilder:
         return shape_id
 
     def _body_parser(self, event: str) -> BodyParser | None:
+        assert self._parser is not None
         if event not in self._bodies:
             schema = self._parser.schemas.get(event)
             if schema is None:
                 self._bodies[event] = None
             else:
                 body = BodyParser(
-                    schema, self._parser.variant is Variant.TRACE, self._parser.enums.get(event, {}), self._parser.symbols
+                    schema,
+                    self._parser.variant is Variant.TRACE,
+                    self._parser.enums.get(event, {}),
+                    self._parser.symbols,
                 )
                 self._bodies[event] = body
         return self._bodies[event]
 
-    def _regexes(self, event: str, parser: BodyParser) -> list[str | None]:
+    def _regexes(self, event: str, parser: BodyParser) -> list[tuple[str, _Layout | None] | None]:
+        """Per print format of the event: its RE2 regex and space layout, or None if the
+        fast path cannot read it (nor the formats after it)."""
         regexes = self._format_regexes.get(event)
         if regexes is None:
-            regexes = self._format_regexes[event] = [_format_regex(f) for f in parser.formats]
+            regexes = self._format_regexes[event] = [
+                (regex, _layout(f)) if (regex := _format_regex(f)) is not None else None for f in parser.formats
+            ]
         return regexes
 
     # --- the fast path --------------------------------------------------------------------
 
-    def _fast(self, block: Block) -> tuple[npt.NDArray[np.bool_], tuple[IntArray, ...] | None]:
+    def _fast(self, block: Block) -> tuple[npt.NDArray[np.bool_], _Chunk | None]:
         """Which lines of the block the fast path reads, and their header columns."""
         accepted = np.zeros(len(block), np.bool_)
         if self._header is None:
@@ -505,16 +579,33 @@ class ColumnBuilder:
             bodies = header.body.take(mine)
             if parser.printer_fields:
                 ok, fields = _split_printed(bodies, parser)
-                self._place(name, tuple(n for n, _ in fields), block.lineno + rows[mine[ok]], fields, shape_of, mine[ok])
+                self._place(
+                    name, tuple(n for n, _ in fields), block.lineno + rows[mine[ok]], fields, shape_of, mine[ok]
+                )
                 continue
             left = np.arange(len(mine))  # rows no format matched yet: the next one is tried
-            for fmt, regex in zip(parser.formats, self._regexes(name, parser), strict=True):
-                if regex is None or not len(left):
+            for fmt, compiled in zip(parser.formats, self._regexes(name, parser), strict=True):
+                if compiled is None or not len(left):
                     break  # the per-line path tries this format and the later ones
-                matched = pc.match_substring_regex(bodies.take(left), regex).to_numpy(zero_copy_only=False)
-                ok, fields = _split_format(bodies.take(left[matched]), fmt)
-                taken = mine[left[matched][ok]]
-                self._place(name, tuple(n for n, _ in fields), block.lineno + rows[taken], fields, shape_of, taken)
+                regex, layout = compiled
+                candidates = bodies.take(left)
+                spaced = np.zeros(len(left), np.bool_)
+                if layout is not None:  # its regex accepts a part of what the format's accepts
+                    spaced = pc.match_substring_regex(candidates, layout.regex).to_numpy(zero_copy_only=False)
+                matched = spaced.copy()
+                if not spaced.all():
+                    others = candidates.filter(pa.array(~spaced))
+                    matched[~spaced] = pc.match_substring_regex(others, regex).to_numpy(zero_copy_only=False)
+                if spaced.any():
+                    assert layout is not None
+                    ok, fields = _split_words(candidates.filter(pa.array(spaced)), fmt, layout)
+                    taken = mine[left[spaced][ok]]
+                    self._place(name, tuple(n for n, _ in fields), block.lineno + rows[taken], fields, shape_of, taken)
+                rest = matched & ~spaced
+                if rest.any():
+                    ok, fields = _split_format(candidates.filter(pa.array(rest)), fmt)
+                    taken = mine[left[rest][ok]]
+                    self._place(name, tuple(n for n, _ in fields), block.lineno + rows[taken], fields, shape_of, taken)
                 left = left[~matched]
         done = shape_of >= 0
         accepted[rows[done]] = True
@@ -569,6 +660,7 @@ class ColumnBuilder:
 
     def add_line(self, lineno: int, line: str) -> None:
         """Parse one line with the per-line path."""
+        assert self._parser is not None
         item = self._parser.parse(lineno, line, after_event=self._owner is not None)
         if item is None:
             return
@@ -614,7 +706,11 @@ class ColumnBuilder:
             self._callchain[self._owner] = tuple(self._frames)
         self._owner, self._frames = None, []
 
-    def _flush(self, fast: tuple[IntArray, ...] | None) -> None:
+    @staticmethod
+    def _empty_chunk() -> _Chunk:
+        return tuple(np.zeros(0, np.float64 if i in (2, 3) else np.int64) for i in range(7))
+
+    def _flush(self, fast: _Chunk | None) -> None:
         """Join the block's fast columns and the per-line records, in line order."""
         pending = self._pending
         slow = (
@@ -648,11 +744,13 @@ class ColumnBuilder:
                 f"not perf output: no event and no perf message in it; line {first.lineno} reads "
                 f"{first.line[:80]!r}\nhint: perfnet reads what perf trace, perf script or ftrace print"
             )
-        chunks = self._chunks
-        lineno, time_ns, tid, cpu, comm, event, shape = (
-            np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0, np.float64 if i in (2, 3) else np.int64)
-            for i in range(7)
-        )
+        chunks = self._chunks or [self._empty_chunk()]
+        lineno, time_ns, tid, cpu, comm, event, shape = (np.concatenate([c[i] for c in chunks]) for i in range(7))
+        if np.any(lineno[1:] < lineno[:-1]):  # items handed over out of order
+            order = np.argsort(lineno, kind="stable")
+            lineno, time_ns, tid, cpu, comm, event, shape = (
+                a[order] for a in (lineno, time_ns, tid, cpu, comm, event, shape)
+            )
         shapes = []
         for shape_id, s in enumerate(self._shapes):
             rows = np.flatnonzero(shape == shape_id)
@@ -665,7 +763,9 @@ class ColumnBuilder:
                     s.names,
                     rows,
                     tuple(t.values for t in s.tables),
-                    tuple(_narrow(np.concatenate(c)[order], len(t.values)) for c, t in zip(s.codes, s.tables, strict=True)),
+                    tuple(
+                        _narrow(np.concatenate(c)[order], len(t.values)) for c, t in zip(s.codes, s.tables, strict=True)
+                    ),
                 )
             )
         return Columns(
@@ -673,8 +773,8 @@ class ColumnBuilder:
             time_ns=time_ns,
             tid=tid,
             cpu=cpu,
-            comm=_categorical(comm, self._comms.values),
-            event=_categorical(event, self._events.values),
+            comm=categorical(comm, self._comms.values),
+            event=categorical(event, self._events.values),
             callchain=self._callchain,
             shapes=tuple(shapes),
             messages=tuple(self._messages),
@@ -682,12 +782,27 @@ class ColumnBuilder:
         )
 
 
-def _categorical(codes: IntArray, values: list[Any]) -> pd.Categorical:
-    """Codes into ``values`` (-1 or a None value: missing) as a categorical with sorted categories."""
-    present = [v for v in values if v is not None]
-    categories = pd.Index(sorted(set(present)))
-    remap = np.array([categories.get_loc(v) if v is not None else -1 for v in values] + [-1], np.int64)
+def categorical(codes: IntArray, values: list[Any]) -> pd.Categorical:
+    """Codes into ``values`` (-1 or a None value: missing) as a categorical, its categories
+    sorted where they can be (else in order of first appearance)."""
+    present = list(dict.fromkeys(v for v in values if v is not None))
+    with contextlib.suppress(TypeError):  # ints and names mixed (drop reasons without a table)
+        present.sort()
+    categories = pd.Index(
+        present, dtype=object if any(isinstance(v, tuple) for v in present) else None, tupleize_cols=False
+    )
+    position = {_key(v): i for i, v in enumerate(present)}
+    remap = np.array([position[_key(v)] if v is not None else -1 for v in values] + [-1], np.int64)
     return pd.Categorical.from_codes(remap[codes], categories=categories)
+
+
+def build_columns(items: Iterable[Item]) -> Columns:
+    """The columns of parsed items (records with their callchains, messages, bad lines), as
+    a live capture or a stream of records hands them over."""
+    builder = ColumnBuilder(None, detected=False)
+    for item in items:
+        builder.add_item(item)
+    return builder.finish()
 
 
 def read_columns(
@@ -712,10 +827,7 @@ def read_columns(
     blocks = open_blocks(source, progress)
     if blocks is None:
         variant, items = open_items(source, format=format, schemas=schemas, enums=enums, symbols=symbols, strict=strict)
-        builder = ColumnBuilder(LineParser(variant, schemas, enums, symbols), detected=False)
-        for item in items:
-            builder.add_item(item)
-        return variant, builder.finish()
+        return variant, build_columns(items)
     if format is None:
         variant, blocks = detect_blocks(blocks)
     else:

@@ -54,6 +54,7 @@ from typing import IO, Final, Literal
 import pandas as pd
 import psutil
 
+from perfnet.columns import build_columns
 from perfnet.errors import PerfnetError, UsageError
 from perfnet.filters import check_filter
 from perfnet.grammar import Variant
@@ -948,17 +949,22 @@ def capture(
         session.start()
         try:
             variant, items = session.items()
-            trace = Trace(items, variant, source=str(options.raw_output or ""), topology=session.topology)
+            columns = build_columns(items)
         except BaseException:
             session.kill()
             raise
         finally:
             session.close()
-    trace.partial = session.partial
-    trace.capture_stats = session.stats
     failure = session.failure()
+    trace = Trace(
+        columns,
+        variant,
+        source=str(options.raw_output or ""),
+        topology=session.topology,
+        partial=failure[0] if failure is not None else session.partial,
+        capture_stats=session.stats,
+    )
     if failure is not None:
-        trace.partial = failure[0]
         raise session.command_error(trace, failure)
     return trace
 
@@ -1020,10 +1026,14 @@ class RecordStream(Iterator[Record]):
     def to_trace(self, records: Iterable[Record]) -> Trace:
         """A :class:`Trace` of the records handed out (``records``) and the messages and unparsed
         lines this stream kept, with the capture's facts, as :func:`capture` would return."""
-        source = str(self._session.options.raw_output or "")
-        trace = Trace(itertools.chain(records, self._others), self._variant, source=source, topology=self.topology)
-        trace.partial, trace.capture_stats = self.partial, self.capture_stats
-        return trace
+        return Trace.from_items(
+            itertools.chain(records, self._others),
+            self._variant,
+            source=str(self._session.options.raw_output or ""),
+            topology=self.topology,
+            partial=self.partial,
+            capture_stats=self.capture_stats,
+        )
 
 
 @contextlib.contextmanager

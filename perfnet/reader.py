@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
-import pyparsing as pp
 import numpy as np
 import numpy.typing as npt
+import pyparsing as pp
 import zstandard
 
 from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, UsageError
@@ -90,6 +90,7 @@ bad line (its first :data:`MAX_LINE_BYTES` bytes are kept, the rest skipped unre
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _CHUNK = 1 << 20
+_BLOCK = 4 << 20  # bytes read per block: large enough that column-wise calls are few
 
 
 class TooLong(str):
@@ -158,7 +159,7 @@ def line_blocks(stream: IO[bytes], tick: Callable[[], object] | None = None) -> 
     dropping = False  # inside a too long line, skipping to its end
     first = True
     lineno = 1
-    while chunk := stream.read(_CHUNK):
+    while chunk := stream.read(_BLOCK):
         if tick is not None:
             tick()
         if first:

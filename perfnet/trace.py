@@ -1,26 +1,29 @@
 """``Trace``: one parsed capture, and the DataFrames computed from it (lazily, cached).
 
-Rows are appended to plain lists while the stream is read and each DataFrame is built once, on
-first access.  The packet-level frames (``packets``, ``hops``, ``stages``, ``drops``) come from
-:mod:`perfnet.paths`, which knows nothing about text formats.
+A trace keeps its events as columns (:class:`~perfnet.columns.Columns`); each DataFrame is
+built once, on first access, and records are made on demand.  The packet-level frames
+(``packets``, ``hops``, ``stages``, ``drops``) come from :mod:`perfnet.paths`, which knows
+nothing about text formats.
 """
 
 from __future__ import annotations
 
 import html
-from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from perfnet import paths
+from perfnet.columns import Columns, Table, build_columns, categorical
 from perfnet.display import to_html
 from perfnet.grammar import Variant
 from perfnet.infer import infer_topology
-from perfnet.records import BadLine, Item, Message, Record
+from perfnet.records import Item, Record
 from perfnet.topology import Topology, label_paths
 
 # Columns taken from each record's fields for every event row: path reconstruction and drop
@@ -34,8 +37,6 @@ _FIELD_COLUMNS: dict[str, tuple[str, type, tuple[int, int] | None]] = {
     "reason": ("category", object, None),
     "location": ("category", str, None),
 }
-# Label columns: few values repeat over many rows (callchains are tuples of frames).
-_CATEGORIES = ("comm", "event", "dev", "reason", "location", "callchain")
 
 
 def _of_type(value: object, kind: type, bounds: tuple[int, int] | None = None) -> object:
@@ -47,51 +48,90 @@ def _of_type(value: object, kind: type, bounds: tuple[int, int] | None = None) -
     return value
 
 
-def _common_columns(records: list[Record]) -> dict[str, Any]:
-    """The columns every record has, typed, in input order."""
-    return {
-        "time_ns": pd.array([r.time_ns for r in records], dtype="int64"),
-        "comm": pd.array([r.comm for r in records], dtype="object"),
-        "tid": pd.array([r.tid for r in records], dtype="UInt32"),
-        "cpu": pd.array([r.cpu for r in records], dtype="UInt32"),
-        "event": pd.array([r.event for r in records], dtype="object"),
-        "lineno": pd.array([r.lineno for r in records], dtype="int64"),
-        "callchain": pd.array([r.callchain for r in records], dtype="object"),
-    }
+def _field_column(columns: Columns, name: str) -> Any:
+    """One of the events frame's field columns (input order): the field's values of every
+    tracepoint that has it, typed; a value of the wrong type or range (an event without a
+    schema keeps fields as printed) is missing."""
+    dtype, kind, bounds = _FIELD_COLUMNS[name]
+    n = len(columns)
+    table = Table()
+    codes = np.full(n, -1, np.int64)
+    for rows, values, value_codes in columns.field_column(name, address=name == "skbaddr"):
+        typed = table.codes([_of_type(v, kind, bounds) for v in values])
+        codes[rows] = typed[value_codes]
+    if dtype == "category":
+        return categorical(codes, table.values)
+    numbers = np.array([0 if v is None else v for v in table.values] + [0], dtype=dtype.lower())
+    missing = np.array([v is None for v in table.values] + [True])
+    return pd.arrays.IntegerArray(numbers[codes], missing[codes])
+
+
+def _uint32(values: npt.NDArray[np.float64]) -> Any:
+    """Nullable UInt32 from floats with NaN for missing."""
+    missing = np.isnan(values)
+    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(np.uint32), missing)
 
 
 class Trace:
     """A parsed capture: its variant, events, non-event messages and unparsed lines.
 
-    Build one with :func:`perfnet.read` or :func:`perfnet.capture`.  Frames are
-    properties computed on first access and cached.
+    Build one with :func:`perfnet.read` or :func:`perfnet.capture`; it is not changed
+    afterwards.  It keeps its events as columns (see :mod:`perfnet.columns`): frames are
+    properties computed on first access and cached, and :meth:`records` makes records on
+    demand.
+
+    Args:
+        columns: the events, messages and bad lines, as read.
+        format: the variant they were printed in.
+        source: where they came from (a path), for display.
+        topology: the capturing host's interfaces, if known (else inferred from the events).
+        partial: for a live capture, why it was cut short (None if it was not).
+        capture_stats: for a live capture, perf's resource use and the loss accounting.
     """
 
     def __init__(
-        self, items: Iterable[Item], format: Variant, source: str = "", topology: Topology | None = None
+        self,
+        columns: Columns,
+        format: Variant,
+        source: str = "",
+        topology: Topology | None = None,
+        partial: str | None = None,
+        capture_stats: Any = None,
     ) -> None:
-        self.source = source
-        self._records: list[Record] = []
-        self._messages: list[Message] = []
-        self._errors: list[BadLine] = []
+        self._columns = columns
         self.format = format
-        # Set by live captures (perfnet.capture): why the capture was cut short (None if it
-        # was not), and perf's own resource use and loss counters.
-        self.partial: str | None = None
-        self.capture_stats: Any = None
+        self.source = source
         self._snapshot = topology
-        for item in items:
-            if isinstance(item, Record):
-                self._records.append(item)
-            elif isinstance(item, Message):
-                self._messages.append(item)
-            else:
-                self._errors.append(item)
+        self._partial = partial
+        self._capture_stats = capture_stats
+
+    @classmethod
+    def from_items(
+        cls,
+        items: Iterable[Item],
+        format: Variant,
+        source: str = "",
+        topology: Topology | None = None,
+        partial: str | None = None,
+        capture_stats: Any = None,
+    ) -> Trace:
+        """A trace of parsed items (records with their callchains, messages, bad lines)."""
+        return cls(build_columns(items), format, source, topology, partial, capture_stats)
+
+    @property
+    def partial(self) -> str | None:
+        """Why a live capture was cut short (``"interrupted (Ctrl-C)"``), or None."""
+        return self._partial
+
+    @property
+    def capture_stats(self) -> Any:
+        """A live capture's :class:`~perfnet.live.CaptureStats`; None for a read capture."""
+        return self._capture_stats
 
     def __repr__(self) -> str:
         return (
-            f"<Trace {self.source or '(stream)'} format={self.format} events={len(self.events)} "
-            f"errors={len(self._errors)} lost={self.lost}>"
+            f"<Trace {self.source or '(stream)'} format={self.format} events={len(self._columns)} "
+            f"errors={len(self._columns.errors)} lost={self.lost}>"
         )
 
     def _repr_html_(self) -> str:
@@ -100,8 +140,8 @@ class Trace:
 
         name = html.escape(Path(self.source).name) if self.source else "(stream)"
         facts = (
-            f"<b>{name}</b>: format <code>{self.format}</code>, {len(self.events)} events, "
-            f"{len(self.packets)} packets, {self.lost} lost, {len(self._errors)} unparsed lines"
+            f"<b>{name}</b>: format <code>{self.format}</code>, {len(self._columns)} events, "
+            f"{len(self.packets)} packets, {self.lost} lost, {len(self._columns.errors)} unparsed lines"
         )
         packets, hops = analysis.with_namespaces(self)
         return (
@@ -112,7 +152,7 @@ class Trace:
     @property
     def lost(self) -> int:
         """Events perf (or ftrace) reported lost, summed over its LOST lines."""
-        return sum(m.lost for m in self._messages)
+        return sum(m.lost for m in self._columns.messages)
 
     @cached_property
     def events(self) -> pd.DataFrame:
@@ -126,21 +166,25 @@ class Trace:
         ``callchain`` are categorical: few values repeat over many rows (about 50 bytes per
         event in all), and path reconstruction and topology inference group by their codes.
         """
-        records = self._records
-        columns = _common_columns(records)
-        for name, (dtype, kind, bounds) in _FIELD_COLUMNS.items():
-            # a value of the wrong type or range (an event without a schema keeps fields as
-            # printed) is missing
-            if name == "skbaddr":  # Record.skbaddr knows the events whose address has another name
-                values = [_of_type(r.skbaddr, kind, bounds) for r in records]
-            else:
-                values = [_of_type(r.fields.get(name), kind, bounds) for r in records]
-            columns[name] = values if dtype == "category" else pd.array(values, dtype=dtype)  # type: ignore[call-overload]
-        order = ["time_ns", "comm", "tid", "cpu", "event", *_FIELD_COLUMNS, "lineno", "callchain"]
-        for name in _CATEGORIES:
-            columns[name] = pd.Categorical(list(columns[name]))
-        frame = pd.DataFrame({name: columns[name] for name in order})
+        columns = self._columns
+        frame = pd.DataFrame(
+            {
+                "time_ns": columns.time_ns,
+                "comm": columns.comm,
+                "tid": _uint32(columns.tid),
+                "cpu": _uint32(columns.cpu),
+                "event": columns.event,
+                **{name: _field_column(columns, name) for name in _FIELD_COLUMNS},
+                "lineno": columns.lineno,
+                "callchain": columns.callchains(),
+            }
+        )
         return frame.sort_values("time_ns", kind="stable", ignore_index=True)
+
+    def records(self, event: str | None = None) -> Iterator[Record]:
+        """The events as typed :class:`~perfnet.records.Record` objects, made on demand, in
+        input order (of one tracepoint only, if ``event`` is given)."""
+        return self._columns.records(event)
 
     def df(self, event: str) -> pd.DataFrame:
         """That tracepoint's rows, sorted by time, with all its typed fields as columns.
@@ -154,8 +198,17 @@ class Trace:
             them; values as the records type them, pandas infers each column's dtype); empty if
             the capture has no such event.
         """
-        records = [r for r in self._records if r.event == event]
-        common = pd.DataFrame(_common_columns(records)).drop(columns="event")
+        records = list(self.records(event))
+        common = pd.DataFrame(
+            {
+                "time_ns": pd.array([r.time_ns for r in records], dtype="int64"),
+                "comm": pd.array([r.comm for r in records], dtype="object"),
+                "tid": pd.array([r.tid for r in records], dtype="UInt32"),
+                "cpu": pd.array([r.cpu for r in records], dtype="UInt32"),
+                "lineno": pd.array([r.lineno for r in records], dtype="int64"),
+                "callchain": pd.array([r.callchain for r in records], dtype="object"),
+            }
+        )
         fields = pd.DataFrame.from_records([r.fields for r in records], index=common.index)
         return pd.concat([common, fields], axis=1).sort_values("time_ns", kind="stable", ignore_index=True)
 
@@ -174,7 +227,7 @@ class Trace:
     @cached_property
     def _frames(self) -> paths.PathFrames:
         # all path frames at once: they share one sorted, factorized view of the events
-        losses = [m.lineno for m in self._messages if m.lost]
+        losses = [m.lineno for m in self._columns.messages if m.lost]
         return paths.reconstruct(self.events, topology=self.topology, lost_linenos=losses)
 
     @property
@@ -234,7 +287,7 @@ class Trace:
     def messages(self) -> pd.DataFrame:
         """Lines perf printed that are not events: ``lineno``, ``kind``, ``text``, ``lost``."""
         return pd.DataFrame(
-            [(m.lineno, m.kind, m.text, m.lost) for m in self._messages],
+            [(m.lineno, m.kind, m.text, m.lost) for m in self._columns.messages],
             columns=["lineno", "kind", "text", "lost"],
         ).astype({"lineno": "int64", "lost": "uint64"})
 
@@ -242,10 +295,10 @@ class Trace:
     def errors(self) -> pd.DataFrame:
         """Every line that did not parse: ``lineno``, ``column``, ``line``, ``message``."""
         return pd.DataFrame(
-            [(e.lineno, e.column, e.line, e.message) for e in self._errors],
+            [(e.lineno, e.column, e.line, e.message) for e in self._columns.errors],
             columns=["lineno", "column", "line", "message"],
         ).astype({"lineno": "int64", "column": "int64"})
 
     def event_counts(self) -> dict[str, int]:
         """Events per tracepoint, most frequent first."""
-        return dict(Counter(r.event for r in self._records).most_common())
+        return self._columns.event_counts()
