@@ -63,13 +63,15 @@ _Chunk = tuple[npt.NDArray[Any], ...]  # lineno, time_ns, tid, cpu, comm, event 
 # period column, `: 1 net:...`, would make it ambiguous).
 _EVENT = r"[A-Za-z_-][A-Za-z0-9_-]*:[A-Za-z0-9_-]+"
 # perf trace: `  2002.313 ping/32272 net:net_dev_queue(skbaddr: 0x..., len: 98, name: "pnv0")`;
-# a comm of printable characters without spaces or parentheses.
+# a comm of printable characters without spaces or parentheses.  Times have at most 12 digits
+# of milliseconds (perf trace) or 9 of seconds (perf script), so nanoseconds fit int64; the
+# per-line path checks longer ones.
 _TRACE_LINE: Final = rf"^ *[0-9]{{1,12}}\.[0-9]+ +(?:(?:[!-'*-~]*/)?[0-9]{{1,10}} +)?{_EVENT}\([ -~]*\) *$"
 # perf script: `  ping 32272 [000]  2089.843380:   net:net_dev_queue: dev=pnbr skbaddr=0x... len=98`;
 # a comm of printable characters without brackets, words single-spaced.
 _SCRIPT_LINE: Final = (
     rf"^ *[!-Z\\^-~]+(?: [!-Z\\^-~]+)* +(?:[0-9]{{1,10}}/)?[0-9]{{1,10}} +\[[0-9]{{1,10}}\] +"
-    rf"[0-9]{{1,12}}\.[0-9]+: +{_EVENT}: +(?:[!-~][ -~]*)?$"
+    rf"[0-9]{{1,9}}\.[0-9]+: +{_EVENT}: +(?:[!-~][ -~]*)?$"
 )
 # perf trace's printer: `name: value, name: "string"`, values without commas or escapes.
 _PRINTED_VALUE = r'(?:"[^"\\,]*"|[^,"]*)'
@@ -783,16 +785,18 @@ class ColumnBuilder:
 
 
 def categorical(codes: IntArray, values: list[Any]) -> pd.Categorical:
-    """Codes into ``values`` (-1 or a None value: missing) as a categorical, its categories
-    sorted where they can be (else in order of first appearance)."""
-    present = list(dict.fromkeys(v for v in values if v is not None))
+    """Codes into ``values`` (-1 or a None value: missing) as a categorical of the values
+    used, sorted where they can be (else in order of first appearance)."""
+    used = np.zeros(len(values) + 1, np.bool_)
+    used[codes] = True
+    present = list(dict.fromkeys(v for v, use in zip(values, used.tolist(), strict=False) if use and v is not None))
     with contextlib.suppress(TypeError):  # ints and names mixed (drop reasons without a table)
         present.sort()
     categories = pd.Index(
         present, dtype=object if any(isinstance(v, tuple) for v in present) else None, tupleize_cols=False
     )
     position = {_key(v): i for i, v in enumerate(present)}
-    remap = np.array([position[_key(v)] if v is not None else -1 for v in values] + [-1], np.int64)
+    remap = np.array([position.get(_key(v), -1) for v in values] + [-1], np.int64)
     return pd.Categorical.from_codes(remap[codes], categories=categories)
 
 

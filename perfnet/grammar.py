@@ -209,10 +209,11 @@ def _header(variant: Variant, groups: Mapping[str, str | None], body_start: int,
         except ValueError as exc:
             raise HeaderError(max(line.find(text or ""), 0), str(exc)) from None
 
-    if len(time.partition(".")[0]) > 12:  # 10**12 s is more than 30,000 years of uptime
+    # more than 12 digits is not even converted; the time must fit int64 nanoseconds (292 years)
+    if len(time.partition(".")[0]) > 12 or (time_ns := time_to_ns(time, _TIME_DIGITS.get(variant, 6))) >= 1 << 63:
         raise HeaderError(max(line.find(time), 0), f"timestamp {time[:40]} is out of range")
     return Header(
-        time_ns=time_to_ns(time, _TIME_DIGITS.get(variant, 6)),
+        time_ns=time_ns,
         comm=groups.get("comm") or None,
         tid=checked(tid),
         cpu=checked(cpu),
