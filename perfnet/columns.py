@@ -26,6 +26,8 @@ messages and bad lines.  Records are made from them on demand.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -252,13 +254,28 @@ def _split_words(
     bodies: pa.Array, fmt: BodyFormat, layout: _Layout
 ) -> tuple[npt.NDArray[np.bool_], list[tuple[str, _Typed]]]:
     """Cut bodies ``layout.regex`` accepts at their spaces: every row is read, but for values
-    that do not convert."""
-    words = pc.split_pattern(bodies, " ").flatten()
-    texts = []
-    for (name, _), (word, before, after) in zip(fmt.converters, layout.words, strict=True):
-        column = words.take(pa.array(np.arange(word, len(words), layout.count)))
-        texts.append((name, pc.utf8_slice_codeunits(column, before, -after if after else None)))
-    return _typed_fields(np.ones(len(bodies), np.bool_), texts, dict(fmt.converters))
+    that do not convert.  The words of all fields are told apart in one pass."""
+    words = pc.dictionary_encode(pc.split_pattern(bodies, " ").flatten())
+    texts = words.dictionary.to_pylist()
+    codes = words.indices.to_numpy(zero_copy_only=False).reshape(len(bodies), layout.count)
+    ok = np.ones(len(bodies), np.bool_)
+    fields = []
+    for (name, convert), (word, before, after) in zip(fmt.converters, layout.words, strict=True):
+        used, local = np.unique(codes[:, word], return_inverse=True)
+        values: list[FieldValue] = []
+        refused = []
+        for i, text in enumerate(texts[c] for c in used.tolist()):
+            try:
+                values.append(convert(text[before : len(text) - after]))
+            except ValueError:
+                values.append(None)
+                refused.append(i)
+        if refused:
+            ok &= ~np.isin(local, refused)
+        fields.append((name, _Typed(local.astype(np.int64), values)))
+    for _, typed in fields:
+        typed.codes = typed.codes[ok]
+    return ok, fields
 
 
 def _split_format(bodies: pa.Array, fmt: BodyFormat) -> tuple[npt.NDArray[np.bool_], list[tuple[str, _Typed]]]:
@@ -363,25 +380,43 @@ class Table:
         return np.fromiter((self.code(v) for v in values), np.int64, len(values))
 
 
-@dataclass(slots=True)
 class _Shape:
     """The rows of one event with one set of field names, in input order: each field's codes
     into its table of distinct typed values."""
 
-    event: str
-    names: tuple[str, ...]
-    linenos: list[IntArray] = field(default_factory=list)
-    codes: list[list[IntArray]] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)
+    def __init__(self, event: str, names: tuple[str, ...]) -> None:
+        self.event = event
+        self.names = names
+        self.linenos: list[IntArray] = []
+        self.codes: list[list[IntArray]] = [[] for _ in names]
+        self.tables = [Table() for _ in names]
 
-    def add(self, linenos: IntArray, fields: Sequence[_Typed]) -> None:
-        if not self.tables:
-            self.tables = [Table() for _ in self.names]
-            self.codes = [[] for _ in self.names]
+    def global_codes(self, fields: Sequence[_Typed]) -> list[IntArray]:
+        """The fields' codes into this shape's tables."""
+        return [
+            self.tables[i].codes(typed.values)[typed.codes] if typed.values else typed.codes
+            for i, typed in enumerate(fields)
+        ]
+
+    def add(self, linenos: IntArray, codes: Sequence[IntArray]) -> None:
+        """Rows at ``linenos``, with each field's codes into this shape's tables."""
         self.linenos.append(linenos)
-        for i, typed in enumerate(fields):
-            local = self.tables[i].codes(typed.values)
-            self.codes[i].append(local[typed.codes] if len(local) else typed.codes)
+        for i, column in enumerate(codes):
+            self.codes[i].append(column.astype(np.int32))
+
+
+@dataclass(slots=True)
+class _Known:
+    """The distinct bodies of one event read so far (at most :data:`_KNOWN_BODIES`), each
+    with its shape (-1: left to the per-line path) and its fields' codes."""
+
+    entries: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
+
+
+_KNOWN_BODIES: Final = 65536
+"""Distinct bodies remembered per event while a source is read: a capture repeats few (the
+flood benchmark's 244,851 events have 8,447), so most blocks only look them up; the bound
+keeps memory flat where every body differs."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -394,8 +429,8 @@ class Columns:
 
     lineno: IntArray
     time_ns: IntArray
-    tid: npt.NDArray[np.float64]
-    cpu: npt.NDArray[np.float64]
+    tid: pd.arrays.IntegerArray  # UInt32, missing where not printed
+    cpu: pd.arrays.IntegerArray
     comm: pd.Categorical
     event: pd.Categorical
     callchain: Mapping[int, tuple[str, ...]]  # by lineno; events without one are absent
@@ -445,19 +480,23 @@ class Columns:
         which = np.concatenate([np.full(len(s.rows), i) for i, s in enumerate(chosen)])
         index = np.concatenate([np.arange(len(s.rows)) for s in chosen])
         order = np.argsort(rows, kind="stable")
-        comms, events = self.comm, self.event
-        for row, shape_i, i in zip(rows[order].tolist(), which[order].tolist(), index[order].tolist(), strict=True):
+        rows, which, index = rows[order], which[order], index[order]
+        comms = [None, *map(str, self.comm.categories)]
+        events = list(map(str, self.event.categories))
+        tids, cpus = (
+            [None if v != v else int(v) for v in column.to_numpy(dtype="float64", na_value=np.nan)[rows].tolist()]
+            for column in (self.tid, self.cpu)
+        )
+        for k, (row, shape_i, i) in enumerate(zip(rows.tolist(), which.tolist(), index.tolist(), strict=True)):
             shape = chosen[shape_i]
-            comm = comms[row]
-            tid, cpu = self.tid[row], self.cpu[row]
             lineno = int(self.lineno[row])
             yield Record(
                 lineno,
                 int(self.time_ns[row]),
-                str(events[row]),
-                None if pd.isna(comm) else str(comm),
-                None if np.isnan(tid) else int(tid),
-                None if np.isnan(cpu) else int(cpu),
+                events[self.event.codes[row]],
+                comms[self.comm.codes[row] + 1],
+                tids[k],
+                cpus[k],
                 {name: shape.values[f][shape.codes[f][i]] for f, name in enumerate(shape.names)},
                 self.callchain.get(lineno, ()),
             )
@@ -508,6 +547,7 @@ class ColumnBuilder:
         self._header = _HEADERS.get(parser.variant) if parser is not None else None
         self._bodies: dict[str, BodyParser | None] = {}
         self._format_regexes: dict[str, list[tuple[str, _Layout | None] | None]] = {}
+        self._known: dict[str, _Known] = {}
         self._shapes: list[_Shape] = []
         self._shape_ids: dict[tuple[str, tuple[str, ...]], int] = {}
         self._comms = Table()
@@ -578,37 +618,20 @@ class ColumnBuilder:
             mine = np.flatnonzero((event_index == e) & good)
             if parser is None or not len(mine):
                 continue
-            bodies = header.body.take(mine)
-            if parser.printer_fields:
-                ok, fields = _split_printed(bodies, parser)
-                self._place(
-                    name, tuple(n for n, _ in fields), block.lineno + rows[mine[ok]], fields, shape_of, mine[ok]
-                )
-                continue
-            left = np.arange(len(mine))  # rows no format matched yet: the next one is tried
-            for fmt, compiled in zip(parser.formats, self._regexes(name, parser), strict=True):
-                if compiled is None or not len(left):
-                    break  # the per-line path tries this format and the later ones
-                regex, layout = compiled
-                candidates = bodies.take(left)
-                spaced = np.zeros(len(left), np.bool_)
-                if layout is not None:  # its regex accepts a part of what the format's accepts
-                    spaced = pc.match_substring_regex(candidates, layout.regex).to_numpy(zero_copy_only=False)
-                matched = spaced.copy()
-                if not spaced.all():
-                    others = candidates.filter(pa.array(~spaced))
-                    matched[~spaced] = pc.match_substring_regex(others, regex).to_numpy(zero_copy_only=False)
-                if spaced.any():
-                    assert layout is not None
-                    ok, fields = _split_words(candidates.filter(pa.array(spaced)), fmt, layout)
-                    taken = mine[left[spaced][ok]]
-                    self._place(name, tuple(n for n, _ in fields), block.lineno + rows[taken], fields, shape_of, taken)
-                rest = matched & ~spaced
-                if rest.any():
-                    ok, fields = _split_format(candidates.filter(pa.array(rest)), fmt)
-                    taken = mine[left[rest][ok]]
-                    self._place(name, tuple(n for n, _ in fields), block.lineno + rows[taken], fields, shape_of, taken)
-                left = left[~matched]
+            # bodies repeat (the kernel reuses few skb addresses): each distinct one is read once
+            distinct = pc.dictionary_encode(header.body.take(mine))
+            entries = self._entries(name, parser, distinct.dictionary)
+            index = distinct.indices.to_numpy(zero_copy_only=False)
+            shapes = np.array([shape_id for shape_id, _ in entries], np.int64)
+            for shape_id in np.unique(shapes[shapes >= 0]).tolist():
+                members = np.flatnonzero(shapes == shape_id)
+                matrix = np.array([entries[d][1] for d in members.tolist()], np.int64)
+                position = np.zeros(len(entries), np.int64)
+                position[members] = np.arange(len(members))
+                ours = shapes[index] == shape_id
+                codes = matrix[position[index[ours]]]
+                self._shapes[shape_id].add(block.lineno + rows[mine[ours]], list(codes.T))
+                shape_of[mine[ours]] = shape_id
         done = shape_of >= 0
         accepted[rows[done]] = True
         comms = pc.dictionary_encode(pc.fill_null(header.comm.filter(pa.array(done)), ""))
@@ -625,20 +648,56 @@ class ColumnBuilder:
         )
         return accepted, columns
 
-    def _place(
-        self,
-        event: str,
-        names: tuple[str, ...],
-        linenos: IntArray,
-        fields: list[tuple[str, _Typed]],
-        shape_of: IntArray,
-        positions: IntArray,
-    ) -> None:
-        if not len(linenos):
+    def _entries(self, event: str, parser: BodyParser, bodies: pa.Array) -> list[tuple[int, tuple[int, ...]]]:
+        """Per distinct body: its shape (-1 if the fast path does not read it) and its fields'
+        codes, remembered from earlier blocks or read now."""
+        known = self._known.setdefault(event, _Known())
+        texts = bodies.to_pylist()
+        new = [i for i, text in enumerate(texts) if text not in known.entries]
+        fresh: dict[str, tuple[int, tuple[int, ...]]] = {texts[i]: (-1, ()) for i in new}
+        if new:
+            for read, fields in self._read_bodies(event, parser, bodies.take(pa.array(new, pa.int64()))):
+                shape_id = self._shape(event, tuple(n for n, _ in fields))
+                codes = np.stack(self._shapes[shape_id].global_codes([t for _, t in fields]), axis=1)
+                for i, row in zip(np.flatnonzero(read).tolist(), codes.tolist(), strict=True):
+                    fresh[texts[new[i]]] = (shape_id, tuple(row))
+            if len(known.entries) < _KNOWN_BODIES:
+                known.entries.update(fresh)
+        return [known.entries.get(text) or fresh[text] for text in texts]
+
+    def _read_bodies(
+        self, event: str, parser: BodyParser, bodies: pa.Array
+    ) -> Iterator[tuple[npt.NDArray[np.bool_], list[tuple[str, _Typed]]]]:
+        """Read an event's bodies: per group of bodies read alike (one print format, cut at
+        spaces or at its literals), which bodies, and their fields.  Bodies no group reads
+        are left to the per-line path."""
+        if parser.printer_fields:
+            yield _split_printed(bodies, parser)
             return
-        shape_id = self._shape(event, names)
-        self._shapes[shape_id].add(linenos, [typed for _, typed in fields])
-        shape_of[positions] = shape_id
+        left = np.arange(len(bodies))  # bodies no format matched yet: the next one is tried
+        for fmt, compiled in zip(parser.formats, self._regexes(event, parser), strict=True):
+            if compiled is None or not len(left):
+                return  # the per-line path tries this format and the later ones
+            regex, layout = compiled
+            candidates = bodies.take(left)
+            spaced = np.zeros(len(left), np.bool_)
+            if layout is not None:  # its regex accepts a part of what the format's accepts
+                spaced = pc.match_substring_regex(candidates, layout.regex).to_numpy(zero_copy_only=False)
+            matched = spaced.copy()
+            if not spaced.all():
+                others = candidates.filter(pa.array(~spaced))
+                matched[~spaced] = pc.match_substring_regex(others, regex).to_numpy(zero_copy_only=False)
+            for group, cut in ((spaced, "words"), (matched & ~spaced, "literals")):
+                if not group.any():
+                    continue
+                chosen = candidates.filter(pa.array(group))
+                ok, fields = (
+                    _split_words(chosen, fmt, layout) if cut == "words" and layout else _split_format(chosen, fmt)
+                )
+                read = np.zeros(len(bodies), np.bool_)
+                read[left[group][ok]] = True
+                yield read, fields
+            left = left[~matched]
 
     # --- input ----------------------------------------------------------------------------
 
@@ -686,9 +745,10 @@ class ColumnBuilder:
             pending.comm.append(item.comm)
             pending.event.append(item.event)
             pending.shape.append(self._shape(item.event, tuple(item.fields)))
-            self._shapes[pending.shape[-1]].add(
-                np.array([item.lineno]), [_Typed(np.zeros(1, np.int64), [v]) for v in item.fields.values()]
-            )
+            shape = self._shapes[pending.shape[-1]]
+            values = item.fields.values()
+            codes = [np.array([table.code(v)]) for table, v in zip(shape.tables, values, strict=True)]
+            shape.add(np.array([item.lineno]), codes)
             if item.callchain:
                 self._callchain[item.lineno] = item.callchain
             if len(pending.linenos) >= 65536:
@@ -755,7 +815,7 @@ class ColumnBuilder:
             )
         shapes = []
         for shape_id, s in enumerate(self._shapes):
-            rows = np.flatnonzero(shape == shape_id)
+            rows = np.flatnonzero(shape == shape_id).astype(np.int32)
             if not len(rows):
                 continue
             order = np.argsort(np.concatenate(s.linenos), kind="stable")
@@ -773,8 +833,8 @@ class ColumnBuilder:
         return Columns(
             lineno=lineno,
             time_ns=time_ns,
-            tid=tid,
-            cpu=cpu,
+            tid=_uint32(tid),
+            cpu=_uint32(cpu),
             comm=categorical(comm, self._comms.values),
             event=categorical(event, self._events.values),
             callchain=self._callchain,
@@ -800,6 +860,12 @@ def categorical(codes: IntArray, values: list[Any]) -> pd.Categorical:
     return pd.Categorical.from_codes(remap[codes], categories=categories)
 
 
+def _uint32(values: npt.NDArray[np.float64]) -> pd.arrays.IntegerArray:
+    """Nullable UInt32 from floats with NaN for missing."""
+    missing = np.isnan(values)
+    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(np.uint32), missing)
+
+
 def build_columns(items: Iterable[Item]) -> Columns:
     """The columns of parsed items (records with their callchains, messages, bad lines), as
     a live capture or a stream of records hands them over."""
@@ -807,6 +873,25 @@ def build_columns(items: Iterable[Item]) -> Columns:
     for item in items:
         builder.add_item(item)
     return builder.finish()
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM: Final = _libc_trim()
+
+
+def release_memory() -> None:
+    """Give the memory a large read freed back to the system: Arrow's pool keeps freed pages
+    and glibc's malloc the freed heap below its top, which would otherwise stay resident as
+    if the trace held them."""
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def read_columns(
@@ -836,7 +921,12 @@ def read_columns(
         variant, blocks = detect_blocks(blocks)
     else:
         variant = variant_of(format)
-    builder = ColumnBuilder(LineParser(variant, schemas, enums, symbols), strict, detected=format is None)
+    columns = _read_blocks(blocks, ColumnBuilder(LineParser(variant, schemas, enums, symbols), strict, format is None))
+    release_memory()  # the builder's working memory, now freed
+    return variant, columns
+
+
+def _read_blocks(blocks: Iterator[Block], builder: ColumnBuilder) -> Columns:
     for block in blocks:
         builder.add_block(block)
-    return variant, builder.finish()
+    return builder.finish()

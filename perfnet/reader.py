@@ -90,7 +90,7 @@ bad line (its first :data:`MAX_LINE_BYTES` bytes are kept, the rest skipped unre
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _CHUNK = 1 << 20
-_BLOCK = 4 << 20  # bytes read per block: large enough that column-wise calls are few
+_BLOCK = 2 << 20  # bytes read per block: large enough that column-wise calls are few
 
 
 class TooLong(str):

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from perfnet import paths
-from perfnet.columns import Columns, Table, build_columns, categorical
+from perfnet.columns import Columns, Table, build_columns, categorical, release_memory
 from perfnet.display import to_html
 from perfnet.grammar import Variant
 from perfnet.infer import infer_topology
@@ -64,12 +63,6 @@ def _field_column(columns: Columns, name: str) -> Any:
     numbers = np.array([0 if v is None else v for v in table.values] + [0], dtype=dtype.lower())
     missing = np.array([v is None for v in table.values] + [True])
     return pd.arrays.IntegerArray(numbers[codes], missing[codes])
-
-
-def _uint32(values: npt.NDArray[np.float64]) -> Any:
-    """Nullable UInt32 from floats with NaN for missing."""
-    missing = np.isnan(values)
-    return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(np.uint32), missing)
 
 
 class Trace:
@@ -171,15 +164,17 @@ class Trace:
             {
                 "time_ns": columns.time_ns,
                 "comm": columns.comm,
-                "tid": _uint32(columns.tid),
-                "cpu": _uint32(columns.cpu),
+                "tid": columns.tid,
+                "cpu": columns.cpu,
                 "event": columns.event,
                 **{name: _field_column(columns, name) for name in _FIELD_COLUMNS},
                 "lineno": columns.lineno,
                 "callchain": columns.callchains(),
             }
         )
-        return frame.sort_values("time_ns", kind="stable", ignore_index=True)
+        frame = frame.sort_values("time_ns", kind="stable", ignore_index=True)
+        release_memory()
+        return frame
 
     def records(self, event: str | None = None) -> Iterator[Record]:
         """The events as typed :class:`~perfnet.records.Record` objects, made on demand, in

@@ -124,3 +124,19 @@ def test_a_trace_keeps_columns_and_makes_records_on_demand() -> None:
     first = next(trace.records("net:net_dev_queue"))
     assert (first.event, first.dev, first.len) == ("net:net_dev_queue", first.fields["dev"], first.fields["len"])
     assert not hasattr(trace, "_records")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "dev=a b skbaddr=0xffff888117519700 len=98",  # a name with a space: cut at the literals
+        "dev=x skbaddr=y skbaddr=0x1 len=5",  # a name holding the next literal: read line by line
+        "dev=pnbr skbaddr=0x1 len=99999999999",  # beyond unsigned int: a bad line
+    ],
+)
+def test_bodies_the_space_layout_refuses_read_alike(body: str, slow_lines: list[int]) -> None:
+    data = f"ping 32272 [000]  2089.843380:   net:net_dev_queue: {body}\n".encode()
+    fast = columnar(data, "script")
+    assert fast == per_line(data, "script")
+    assert len(fast[0]) + len(fast[2]) == 1
+    assert slow_lines == ([] if body.startswith("dev=a b") else [1])
