@@ -53,7 +53,7 @@ from perfnet.reader import (
     variant_of,
 )
 from perfnet.records import _ADDRESS_FIELDS, BadLine, FieldValue, Item, Message, Record
-from perfnet.schema import EventSchema
+from perfnet.schema import EventSchema, load_schemas
 
 IntArray = npt.NDArray[np.integer[Any]]
 _Chunk = tuple[npt.NDArray[Any], ...]  # lineno, time_ns, tid, cpu, comm, event and shape of some rows
@@ -506,6 +506,7 @@ class Columns:
 class _FinalShape:
     event: str
     names: tuple[str, ...]
+    dtypes: tuple[str, ...]  # each field's pandas dtype, from its schema (object if it has none)
     rows: IntArray  # positions in Columns (input order)
     values: tuple[list[FieldValue], ...]
     codes: tuple[npt.NDArray[np.integer[Any]], ...]
@@ -535,13 +536,22 @@ class ColumnBuilder:
     Args:
         parser: the per-line parser of the capture's variant (also the fast path's schemas);
             None if only parsed items are added.
+        schemas: the schemas that type the fields' columns (default: the parser's, else
+            perfnet's own).
         strict: raise :class:`ParseError` at the first bad line.
         detected: the variant was detected; if no line is an event or a perf message,
             :meth:`finish` raises :class:`NotPerfOutputError`.
     """
 
-    def __init__(self, parser: LineParser | None, strict: bool = False, detected: bool = True) -> None:
+    def __init__(
+        self,
+        parser: LineParser | None,
+        strict: bool = False,
+        detected: bool = True,
+        schemas: Mapping[str, EventSchema] | None = None,
+    ) -> None:
         self._parser = parser
+        self._schemas = schemas if schemas is not None else parser.schemas if parser is not None else load_schemas()
         self._strict = strict
         self._detected = detected
         self._header = _HEADERS.get(parser.variant) if parser is not None else None
@@ -768,6 +778,11 @@ class ColumnBuilder:
             self._callchain[self._owner] = tuple(self._frames)
         self._owner, self._frames = None, []
 
+    def _dtype(self, event: str, name: str) -> str:
+        schema = self._schemas.get(event)
+        field = schema.lookup.get(name) if schema is not None else None
+        return field.dtype if field is not None else "object"
+
     @staticmethod
     def _empty_chunk() -> _Chunk:
         return tuple(np.zeros(0, np.float64 if i in (2, 3) else np.int64) for i in range(7))
@@ -823,6 +838,7 @@ class ColumnBuilder:
                 _FinalShape(
                     s.event,
                     s.names,
+                    tuple(self._dtype(s.event, name) for name in s.names),
                     rows,
                     tuple(t.values for t in s.tables),
                     tuple(
@@ -852,9 +868,7 @@ def categorical(codes: IntArray, values: list[Any]) -> pd.Categorical:
     present = list(dict.fromkeys(v for v, use in zip(values, used.tolist(), strict=False) if use and v is not None))
     with contextlib.suppress(TypeError):  # ints and names mixed (drop reasons without a table)
         present.sort()
-    categories = pd.Index(
-        present, dtype=object if any(isinstance(v, tuple) for v in present) else None, tupleize_cols=False
-    )
+    categories = pd.Index(present, dtype=object, tupleize_cols=False)  # the same under pandas 2 and 3
     position = {_key(v): i for i, v in enumerate(present)}
     remap = np.array([position.get(_key(v), -1) for v in values] + [-1], np.int64)
     return pd.Categorical.from_codes(remap[codes], categories=categories)

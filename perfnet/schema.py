@@ -63,6 +63,21 @@ class Field:
     signed: bool
     aliases: tuple[str, ...] = ()
 
+    @property
+    def dtype(self) -> str:
+        """The pandas dtype of the field's column: its C integer type (nullable), boolean,
+        category for strings and symbols, object for enums (a name, or a number the kernel's
+        table lacks)."""
+        if self.kind in ("str", "symbol"):
+            return "category"
+        if self.kind == "bool":
+            return "boolean"
+        if self.kind == "enum":
+            return "object"
+        if self.kind == "ptr":
+            return "UInt64"
+        return f"{'Int' if self.signed else 'UInt'}{8 * (self.size or 4)}"
+
 
 @dataclass(frozen=True, slots=True)
 class PrintFormat:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from perfnet import paths
@@ -63,6 +64,20 @@ def _field_column(columns: Columns, name: str) -> Any:
     numbers = np.array([0 if v is None else v for v in table.values] + [0], dtype=dtype.lower())
     missing = np.array([v is None for v in table.values] + [True])
     return pd.arrays.IntegerArray(numbers[codes], missing[codes])
+
+
+def _typed_column(values: npt.NDArray[np.object_], dtype: str) -> Any:
+    """Values (None: missing) at ``dtype``, or as objects where one does not fit it (never
+    pandas' inferred ``str``, whose storage depends on the pandas version)."""
+    try:
+        if dtype == "category":
+            table = Table()
+            return categorical(table.codes(values.tolist()), table.values)
+        if dtype != "object":
+            return pd.array(values, dtype=dtype)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        pass
+    return pd.Series(values, dtype=object)
 
 
 class Trace:
@@ -189,23 +204,34 @@ class Trace:
 
         Returns:
             Columns ``time_ns``, ``comm``, ``tid``, ``cpu``, ``lineno``, ``callchain``, then the
-            event's fields (in the order its print format, or for perf trace its schema, lists
-            them; values as the records type them, pandas infers each column's dtype); empty if
-            the capture has no such event.
+            event's fields in the order its print format (or for perf trace its schema) lists
+            them, each at its C type (see :attr:`perfnet.schema.Field.dtype`; object where a
+            value does not fit, or the event has no schema); empty if the capture has no such
+            event.
         """
-        records = list(self.records(event))
-        common = pd.DataFrame(
+        columns = self._columns
+        shapes = [s for s in columns.shapes if s.event == event]
+        rows = np.sort(np.concatenate([s.rows for s in shapes])) if shapes else np.zeros(0, np.int64)
+        frame = pd.DataFrame(
             {
-                "time_ns": pd.array([r.time_ns for r in records], dtype="int64"),
-                "comm": pd.array([r.comm for r in records], dtype="object"),
-                "tid": pd.array([r.tid for r in records], dtype="UInt32"),
-                "cpu": pd.array([r.cpu for r in records], dtype="UInt32"),
-                "lineno": pd.array([r.lineno for r in records], dtype="int64"),
-                "callchain": pd.array([r.callchain for r in records], dtype="object"),
+                "time_ns": columns.time_ns[rows],
+                "comm": columns.comm[rows],
+                "tid": columns.tid[rows],
+                "cpu": columns.cpu[rows],
+                "lineno": columns.lineno[rows],
+                "callchain": columns.callchains()[rows],
             }
         )
-        fields = pd.DataFrame.from_records([r.fields for r in records], index=common.index)
-        return pd.concat([common, fields], axis=1).sort_values("time_ns", kind="stable", ignore_index=True)
+        dtypes = {name: dtype for s in shapes for name, dtype in zip(s.names, s.dtypes, strict=True)}
+        for name, dtype in dtypes.items():
+            values = np.full(len(rows), None, dtype=object)
+            for shape in shapes:
+                if name in shape.names:
+                    i = shape.names.index(name)
+                    typed = np.array([*shape.values[i], None], dtype=object)
+                    values[np.searchsorted(rows, shape.rows)] = typed[shape.codes[i]]
+            frame[name] = _typed_column(values, dtype)  # type: ignore[assignment]
+        return frame.sort_values("time_ns", kind="stable", ignore_index=True)
 
     @property
     def topology(self) -> Topology:

@@ -140,3 +140,31 @@ def test_bodies_the_space_layout_refuses_read_alike(body: str, slow_lines: list[
     assert fast == per_line(data, "script")
     assert len(fast[0]) + len(fast[2]) == 1
     assert slow_lines == ([] if body.startswith("dev=a b") else [1])
+
+
+def test_frames_have_compact_dtypes_of_their_own() -> None:
+    """The same dtypes whatever else is installed: categories of objects, nullable C integers."""
+    trace = perfnet.read(FIXTURES / "lab-script.txt")
+    category = {"comm", "event", "dev", "reason", "location", "callchain"}
+    dtypes = {name: str(dtype) for name, dtype in trace.events.dtypes.items() if name not in category}
+    assert dtypes == {
+        "time_ns": "int64",
+        "tid": "UInt32",
+        "cpu": "UInt32",
+        "skbaddr": "UInt64",
+        "len": "UInt32",
+        "protocol": "UInt16",
+        "lineno": "int64",
+    }
+    for name in category:
+        assert trace.events[name].cat.categories.dtype == object
+    entry = trace.df("net:netif_receive_skb_entry")
+    assert {name: str(entry[name].dtype) for name in ("napi_id", "queue_mapping", "vlan_tagged", "ip_summed")} == {
+        "napi_id": "UInt32",
+        "queue_mapping": "UInt16",
+        "vlan_tagged": "boolean",
+        "ip_summed": "UInt8",
+    }
+    assert (str(entry["mac_header"].dtype), entry["mac_header"].iloc[0]) == ("Int32", -14)
+    assert entry["dev"].dtype == "category" and trace.df("skb:kfree_skb")["reason"].dtype == object
+    assert trace.events.memory_usage(deep=True).sum() / len(trace.events) < 64
