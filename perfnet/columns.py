@@ -25,12 +25,18 @@ messages and bad lines.  Records are made from them on demand.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
+import itertools
+import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -48,6 +54,8 @@ from perfnet.reader import (
     LineParser,
     Source,
     detect_blocks,
+    kind_of,
+    line_blocks,
     open_blocks,
     open_items,
     variant_of,
@@ -772,6 +780,37 @@ class ColumnBuilder:
         self._recognised = True
         self._messages.append(item)
 
+    def add_columns(self, columns: Columns, line_offset: int) -> None:
+        """Add the columns another builder read (from a range of the input starting after
+        ``line_offset`` lines), in line order after everything added so far."""
+        self._close_owner()
+        self._flush(None)
+        n = len(columns)
+        shape = np.full(n, -1, np.int64)
+        for part in columns.shapes:
+            shape_id = self._shape(part.event, part.names)
+            ours = self._shapes[shape_id]
+            shape[part.rows] = shape_id
+            codes = [ours.tables[i].codes(values)[part.codes[i]] for i, values in enumerate(part.values)]
+            ours.add(columns.lineno[part.rows] + line_offset, codes)
+        comm = np.array([*self._comms.codes([*columns.comm.categories]), -1], np.int64)[columns.comm.codes]
+        event = self._events.codes([*columns.event.categories])[columns.event.codes]
+        self._chunks.append(
+            (
+                columns.lineno + line_offset,
+                columns.time_ns,
+                columns.tid.to_numpy(dtype="float64", na_value=np.nan),
+                columns.cpu.to_numpy(dtype="float64", na_value=np.nan),
+                comm,
+                event,
+                shape,
+            )
+        )
+        self._callchain.update({lineno + line_offset: chain for lineno, chain in columns.callchain.items()})
+        self._messages += [dataclasses.replace(m, lineno=m.lineno + line_offset) for m in columns.messages]
+        self._errors += [dataclasses.replace(e, lineno=e.lineno + line_offset) for e in columns.errors]
+        self._recognised |= bool(n or columns.messages or columns.callchain)
+
     def _close_owner(self) -> None:
         """The event before has no more frames: give it those read."""
         if self._owner is not None and self._frames:
@@ -935,12 +974,143 @@ def read_columns(
         variant, blocks = detect_blocks(blocks)
     else:
         variant = variant_of(format)
+    workers = min(os.cpu_count() or 1, _MAX_WORKERS)
+    if isinstance(source, str | Path) and variant in _HEADERS and workers > 1 and _plain_and_large(Path(source)):
+        del blocks  # the file is read again, by ranges
+        tables = (schemas, enums, symbols)
+        columns = _read_parallel(Path(source), variant, tables, strict, format is None, workers, progress)
+        release_memory()
+        return variant, columns
     columns = _read_blocks(blocks, ColumnBuilder(LineParser(variant, schemas, enums, symbols), strict, format is None))
     release_memory()  # the builder's working memory, now freed
     return variant, columns
 
 
+def _plain_and_large(path: Path) -> bool:
+    """A regular, uncompressed file of at least :data:`PARALLEL_BYTES`."""
+    try:
+        if not path.is_file() or path.stat().st_size < PARALLEL_BYTES:
+            return False
+        with path.open("rb") as file:
+            return kind_of(file.read(8)) == "text"
+    except OSError:
+        return False
+
+
 def _read_blocks(blocks: Iterator[Block], builder: ColumnBuilder) -> Columns:
     for block in blocks:
         builder.add_block(block)
+    return builder.finish()
+
+
+# --- several threads ------------------------------------------------------------------------
+
+PARALLEL_BYTES: Final = 64 << 20
+"""Plain text files at least this large are read by several threads (one per CPU, at most
+:data:`_MAX_WORKERS`), each a range of lines starting at an event line.  Arrow's kernels
+run without the GIL: on the flood benchmark, 2 threads read 1.25x as fast as one; 2
+processes 1.2-1.5x, but each holds its own interpreter and Arrow's thread pools are not
+safe to fork."""
+_MAX_WORKERS: Final = 4
+
+
+class _Done:
+    """Bytes read by all ranges, reported to a progress callback."""
+
+    def __init__(self, progress: Callable[[int], object] | None) -> None:
+        self._progress = progress
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._bytes += count
+            if self._progress is not None:
+                self._progress(self._bytes)
+
+
+class _Range:
+    """The bytes ``start`` to ``end`` of a file, as a stream; ``read`` adds what it read to
+    ``done``, the bytes all ranges have read (for progress)."""
+
+    def __init__(self, path: Path, start: int, end: int, done: _Done) -> None:
+        self._file = path.open("rb")
+        self._file.seek(start)
+        self._left = end - start
+        self._done = done
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(min(self._left, size if size >= 0 else self._left))
+        self._left -= len(data)
+        self._done.add(len(data))
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _cuts(path: Path, variant: Variant, parts: int) -> list[int]:
+    """Offsets that split the file in about ``parts`` ranges, each starting at a line the fast
+    path reads as an event (so no callchain frame or message block is cut from its event)."""
+    header = _HEADERS[variant]
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as file:
+        for k in range(1, parts):
+            file.seek(size * k // parts)
+            partial, *lines = file.read(1 << 20).split(b"\n")
+            texts = pa.array([line.decode("ascii", errors="replace") for line in lines[:-1][:256]], pa.string())
+            events = header(texts).rows if len(texts) else np.zeros(0, np.int64)
+            if len(events):
+                cut = size * k // parts + len(partial) + 1 + sum(len(line) + 1 for line in lines[: events[0]])
+                if cut > cuts[-1]:
+                    cuts.append(cut)
+    return [*cuts, size]
+
+
+_Tables = tuple[Mapping[str, EventSchema], EnumTables, Kallsyms | None]
+
+
+def _read_range(
+    path: Path, start: int, end: int, variant: Variant, tables: _Tables, strict: bool, done: _Done
+) -> tuple[Columns, int]:
+    """One thread's range: its columns (line numbers counted from the range's start) and
+    how many lines it has."""
+    stream = _Range(path, start, end, done)
+    try:
+        builder = ColumnBuilder(LineParser(variant, *tables), strict, detected=False)
+        lines = 0
+        for block in line_blocks(stream):  # type: ignore[arg-type]
+            builder.add_block(block)
+            lines = block.lineno + len(block) - 1
+        return builder.finish(), lines
+    finally:
+        stream.close()
+
+
+def _read_parallel(
+    path: Path,
+    variant: Variant,
+    tables: _Tables,
+    strict: bool,
+    detected: bool,
+    workers: int,
+    progress: Callable[[int], object] | None,
+) -> Columns:
+    """Read a file's ranges on several threads and join their columns in line order."""
+    cuts = _cuts(path, variant, workers)
+    builder = ColumnBuilder(None, strict, detected, schemas=tables[0])
+    with concurrent.futures.ThreadPoolExecutor(len(cuts) - 1) as pool:
+        done = _Done(progress)
+        futures = [
+            pool.submit(_read_range, path, a, b, variant, tables, strict, done) for a, b in itertools.pairwise(cuts)
+        ]
+        offset = 0
+        for future in futures:
+            try:
+                columns, lines = future.result()
+            except ParseError as exc:  # the first bad line of the whole input: no earlier range had one
+                raise ParseError(exc.lineno + offset, exc.column, exc.line, exc.reason) from None
+            builder.add_columns(columns, offset)
+            offset += lines
     return builder.finish()

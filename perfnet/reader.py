@@ -237,13 +237,14 @@ _MAGIC: Final = (
 )
 
 
-def _kind(head: bytes) -> str:
+def kind_of(head: bytes) -> str:
+    """What a source is by its first bytes: "gzip", "bzip2", "xz", "zstd", "perf.data" or "text"."""
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), "text")
 
 
 def _decompressed(raw: io.BufferedReader, name: str) -> Any:
     """``raw`` decompressed by what its first bytes say it is (text stays as it is)."""
-    kind = _kind(raw.peek(8)[:8])
+    kind = kind_of(raw.peek(8)[:8])
     if kind == "gzip":
         return gzip.GzipFile(fileobj=raw)
     if kind == "bzip2":
@@ -325,7 +326,7 @@ def _binary_blocks(
     raw: io.BufferedReader, name: str, path: Path | None = None, progress: Callable[[int], object] | None = None
 ) -> Iterator[Block]:
     try:
-        if _kind(raw.peek(8)[:8]) == "perf.data":
+        if kind_of(raw.peek(8)[:8]) == "perf.data":
             if path is not None:
                 yield from line_blocks(_Encoded(read_perf_data(path)))  # type: ignore[arg-type]
                 return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +15,9 @@ from test_generated_lines import SCHEMAS, body
 from test_mutations import mutated
 
 import perfnet
+import perfnet.columns
 from perfnet.columns import ColumnBuilder, read_columns
+from perfnet.errors import ParseError
 from perfnet.reader import open_items
 from perfnet.records import BadLine, Message, Record
 from perfnet.schema import load_schemas
@@ -168,3 +171,26 @@ def test_frames_have_compact_dtypes_of_their_own() -> None:
     assert (str(entry["mac_header"].dtype), entry["mac_header"].iloc[0]) == ("Int32", -14)
     assert entry["dev"].dtype == "category" and trace.df("skb:kfree_skb")["reason"].dtype == object
     assert trace.events.memory_usage(deep=True).sum() / len(trace.events) < 64
+
+
+@pytest.mark.parametrize("name", ["lab-script.txt", "lab-script-g.txt", "lab-trace.txt", "lab-trace-callgraph.txt"])
+def test_a_large_file_read_on_several_threads_reads_as_in_one(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / name
+    lines = (FIXTURES / name).read_bytes().splitlines(keepends=True)
+    lines[len(lines) * 3 // 4] = b"a bad line in the last range\n"
+    path.write_bytes(b"".join(lines))
+    one = perfnet.read(path)
+    monkeypatch.setattr(perfnet.columns, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(perfnet.columns.os, "cpu_count", lambda: 4)
+    cuts = perfnet.columns._cuts(path, one.format, 4)
+    assert len(cuts) == 5  # four ranges, each from an event line
+    several = perfnet.read(path)
+    assert list(several.records()) == list(one.records())
+    pd.testing.assert_frame_equal(several.messages, one.messages)
+    pd.testing.assert_frame_equal(several.errors, one.errors)
+    assert several.errors["lineno"].iloc[0] == len(lines) * 3 // 4 + 1  # (a callgraph's frames after it too)
+    with pytest.raises(ParseError) as raised:
+        perfnet.read(path, strict=True)
+    assert raised.value.lineno == len(lines) * 3 // 4 + 1
