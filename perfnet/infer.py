@@ -181,8 +181,10 @@ def infer_topology(events: pd.DataFrame) -> Topology:
 
 def _thread_keys(events: pd.DataFrame, order: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """A code per (cpu, tid, comm) of each row: idle tasks share tid 0 and differ by CPU."""
-    frame = events[["cpu", "tid", "comm"]].iloc[order]
-    return np.asarray(frame.groupby(["cpu", "tid", "comm"], dropna=False, sort=False).ngroup(), dtype=np.int64)
+    cpu, tid = (pd.factorize(events[name].to_numpy(dtype=np.int64, na_value=-1)[order])[0] for name in ("cpu", "tid"))
+    task = pd.factorize(cpu * (tid.max(initial=0) + 1) + tid)[0]
+    comm = pd.factorize(events["comm"])[0][order]
+    return np.asarray(task * (comm.max(initial=0) + 2) + comm + 1, dtype=np.int64)
 
 
 def _carry_peers(peer: np.ndarray, dev: np.ndarray, kind: np.ndarray, group: np.ndarray) -> None:

@@ -36,8 +36,10 @@ Vocabulary used throughout:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final
 
 import numpy as np
@@ -333,15 +335,37 @@ class _Walk:
             feasible from the device of that weak step, the split goes before the weak step.
         """
         split = np.zeros(dev.size, dtype=np.bool_)
-        n_inputs, memo, single = self.n_inputs, self.memo, self.single
         inputs = (np.where(dev >= 0, dev, len(self.candidates) - 1) * 2 + transmit).tolist()
-        opens, arrivals = (boundary | ~arrival).tolist(), arrival.tolist()
-        starts = [self.start(i // 2, bool(i % 2)) for i in range(n_inputs)]
-        position, weak = -1, False
+        opens = boundary | ~arrival
+        opens[:1] = True
+        # The walk starts afresh at each open row, so a segment's splits depend on its inputs
+        # alone: addresses repeat the same few paths, and each distinct segment is walked once.
+        edges = [*np.flatnonzero(opens).tolist(), dev.size]
+        arrivals = arrival.tolist()
+        segments: dict[tuple[int, ...], list[int]] = {}
+        for a, b in itertools.pairwise(edges):
+            key = (arrivals[a], *inputs[a:b])
+            found = segments.get(key)
+            if found is None:
+                found = segments[key] = self._walk(inputs[a:b], arrivals[a])
+            for k in found:
+                split[a + k] = True
+        return split
+
+    def _walk(self, inputs: list[int], arrives: bool) -> list[int]:
+        """The rows of one segment (its first row opens it; ``arrives``: it is an arrival)
+        that start a new packet by the graph."""
+        split = np.zeros(len(inputs), dtype=np.bool_)
+        n_inputs, memo, single = self.n_inputs, self.memo, self.single
+        starts = self._starts
+        position, weak = (starts[inputs[0]] if arrives else -1), False
         visited: set[int] = set()
-        for k, inp in enumerate(inputs):
-            if opens[k] or position < 0:
-                position, weak = (starts[inp] if arrivals[k] else -1), False
+        if position >= 0 and single[position] >= 0:
+            visited.add(single[position])
+        for k in range(1, len(inputs)):
+            inp = inputs[k]
+            if position < 0:
+                position, weak = starts[inp], False
                 visited.clear()
             else:
                 found = memo.get(position * n_inputs + inp)  # advance(), inlined for the common case
@@ -356,7 +380,12 @@ class _Walk:
                         visited.add(single[before])
             if position >= 0 and single[position] >= 0:
                 visited.add(single[position])
-        return split
+        return np.flatnonzero(split).tolist()
+
+    @cached_property
+    def _starts(self) -> list[int]:
+        """The position of a packet first seen at each input (name code * 2 + transmits)."""
+        return [self.start(i // 2, bool(i % 2)) for i in range(self.n_inputs)]
 
     def _resplit(
         self,

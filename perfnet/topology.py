@@ -758,9 +758,14 @@ def label_paths(paths: pd.Series, topology: Topology, sep: str = ">") -> pd.Seri
     codes, uniques = pd.factorize(paths)
     index = _Index(topology)
     labelled = [sep.join(index.label(str(path).split(sep))) if str(path) else "" for path in uniques]
+    if isinstance(paths.dtype, pd.CategoricalDtype):
+        categories = sorted(set(labelled))
+        where = {label: i for i, label in enumerate(categories)}
+        remap = np.array([where[label] for label in labelled] + [-1], dtype=np.int64)
+        labels = pd.Categorical.from_codes(remap[codes], categories=pd.Index(categories, dtype=object))
+        return pd.Series(labels, index=paths.index, name=paths.name)
     values = np.array([*labelled, None], dtype=object)[codes]
-    result = pd.Series(values, index=paths.index, name=paths.name, dtype=object)
-    return result.astype("category") if isinstance(paths.dtype, pd.CategoricalDtype) else result
+    return pd.Series(values, index=paths.index, name=paths.name, dtype=object)
 
 
 def device_label(name: str, topology: Topology) -> str:
