@@ -66,6 +66,9 @@ def _field_column(columns: Columns, name: str) -> Any:
     return pd.arrays.IntegerArray(numbers[codes], missing[codes])
 
 
+_COPY_ON_WRITE: bool = int(pd.__version__.split(".")[0]) >= 3 or bool(pd.get_option("mode.copy_on_write"))
+
+
 def _typed_column(values: npt.NDArray[np.object_], dtype: str) -> Any:
     """Values (None: missing) at ``dtype``, or as objects where one does not fit it (never
     pandas' inferred ``str``, whose storage depends on the pandas version)."""
@@ -185,9 +188,11 @@ class Trace:
                 **{name: _field_column(columns, name) for name in _FIELD_COLUMNS},
                 "lineno": columns.lineno,
                 "callchain": columns.callchains(),
-            }
+            },
+            copy=not _COPY_ON_WRITE,  # share the columns' arrays: a change to the frame copies them
         )
-        frame = frame.sort_values("time_ns", kind="stable", ignore_index=True)
+        if (columns.time_ns[1:] < columns.time_ns[:-1]).any():  # else sorting changes nothing
+            frame = frame.sort_values("time_ns", kind="stable", ignore_index=True)
         release_memory()
         return frame
 
