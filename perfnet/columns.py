@@ -429,10 +429,12 @@ keeps memory flat where every body differs."""
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Columns:
-    """A capture's events as columns (input order), its messages and its bad lines.
+    """A capture's events as columns, its messages and its bad lines.
 
-    ``shape``/``shapes``: each event's fields live in the shape of its event and field names,
-    as codes into tables of typed values; records are made from them on demand.
+    Rows are in time order (stable: in line order where times are equal), the order of the
+    events frame, which can then share these arrays.  Each event's fields live in the shape of
+    its event and field names (``shapes``: its rows, in line order, and each field's codes
+    into a table of typed values); records are made from them on demand, in line order.
     """
 
     lineno: IntArray
@@ -455,15 +457,16 @@ class Columns:
         codes = np.full(len(self), table.code(()), np.int64)
         if self.callchain:
             linenos = np.fromiter(self.callchain, np.int64, len(self.callchain))
-            codes[np.searchsorted(self.lineno, linenos)] = table.codes(list(self.callchain.values()))
+            by_line = np.argsort(self.lineno, kind="stable")
+            codes[by_line[np.searchsorted(self.lineno[by_line], linenos)]] = table.codes(list(self.callchain.values()))
         return categorical(codes, table.values)
 
     def event_counts(self) -> dict[str, int]:
         """Events per tracepoint, most frequent first (ties in order of first appearance)."""
         codes = self.event.codes.astype(np.int64)
         counts = np.bincount(codes, minlength=len(self.event.categories))
-        first = np.full(len(counts), len(codes))
-        np.minimum.at(first, codes, np.arange(len(codes)))
+        first = np.full(len(counts), np.iinfo(np.int64).max)
+        np.minimum.at(first, codes, self.lineno)
         order = sorted(np.flatnonzero(counts).tolist(), key=lambda c: (-counts[c], first[c]))
         names = list(self.event.categories)
         return {str(names[c]): int(counts[c]) for c in order}
@@ -487,7 +490,7 @@ class Columns:
         rows = np.concatenate([s.rows for s in chosen])
         which = np.concatenate([np.full(len(s.rows), i) for i, s in enumerate(chosen)])
         index = np.concatenate([np.arange(len(s.rows)) for s in chosen])
-        order = np.argsort(rows, kind="stable")
+        order = np.argsort(self.lineno[rows], kind="stable")
         rows, which, index = rows[order], which[order], index[order]
         comms = [None, *map(str, self.comm.categories)]
         events = list(map(str, self.event.categories))
@@ -860,18 +863,27 @@ class ColumnBuilder:
                 f"not perf output: no event and no perf message in it; line {first.lineno} reads "
                 f"{first.line[:80]!r}\nhint: perfnet reads what perf trace, perf script or ftrace print"
             )
-        chunks = self._chunks or [self._empty_chunk()]
-        lineno, time_ns, tid, cpu, comm, event, shape = (np.concatenate([c[i] for c in chunks]) for i in range(7))
-        if np.any(lineno[1:] < lineno[:-1]):  # items handed over out of order
-            order = np.argsort(lineno, kind="stable")
-            lineno, time_ns, tid, cpu, comm, event, shape = (
-                a[order] for a in (lineno, time_ns, tid, cpu, comm, event, shape)
-            )
+        chunks: list[list[npt.NDArray[Any] | None]] = [list(c) for c in self._chunks or [self._empty_chunk()]]
+        self._chunks = []
+        columns = []
+        for i in range(7):  # each column's chunks are let go once joined (memory stays flat)
+            columns.append(np.concatenate([c[i] for c in chunks if c[i] is not None]))
+            for c in chunks:
+                c[i] = None
+        # in time order, stable: input order (line order) where times are equal
+        for key in (0, 1):
+            if np.any(columns[key][1:] < columns[key][:-1]):
+                order = np.argsort(columns[key], kind="stable")
+                for i in range(7):
+                    columns[i] = columns[i][order]
+        lineno, time_ns, tid, cpu, comm, event, shape = columns
+        del columns
         shapes = []
         for shape_id, s in enumerate(self._shapes):
-            rows = np.flatnonzero(shape == shape_id).astype(np.int32)
+            rows = np.flatnonzero(shape == shape_id)
             if not len(rows):
                 continue
+            rows = rows[np.argsort(lineno[rows], kind="stable")].astype(np.int32)  # in line order, as the codes
             order = np.argsort(np.concatenate(s.linenos), kind="stable")
             shapes.append(
                 _FinalShape(

@@ -189,10 +189,8 @@ class Trace:
                 "lineno": columns.lineno,
                 "callchain": columns.callchains(),
             },
-            copy=not _COPY_ON_WRITE,  # share the columns' arrays: a change to the frame copies them
+            copy=not _COPY_ON_WRITE,  # share the columns' arrays (in time order): a change copies them
         )
-        if (columns.time_ns[1:] < columns.time_ns[:-1]).any():  # else sorting changes nothing
-            frame = frame.sort_values("time_ns", kind="stable", ignore_index=True)
         release_memory()
         return frame
 
