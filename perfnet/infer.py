@@ -191,16 +191,18 @@ def _carry_peers(peer: np.ndarray, dev: np.ndarray, kind: np.ndarray, group: np.
     """Give queue rows the peer of the transmit they open (the ``net_dev_start_xmit`` right
     after them), and the later receive rows of a visit the peer of its entry (up to
     :data:`_LOOKBACK` rows before them), all on the same address."""
+    cores = np.flatnonzero(kind == _RX_CORE)
     for shift in range(1, _LOOKBACK + 1):
-        later = np.flatnonzero(group[shift:] == group[:-shift]) + shift
+        later = cores[cores >= shift]
         earlier = later - shift
-        take = (peer[later] < 0) & (kind[later] == _RX_CORE) & (peer[earlier] >= 0) & (dev[earlier] == dev[later])
-        take &= kind[earlier] == _RX_ENTRY
+        take = (group[later] == group[earlier]) & (peer[later] < 0) & (peer[earlier] >= 0)
+        take &= (dev[earlier] == dev[later]) & (kind[earlier] == _RX_ENTRY)
         peer[later[take]] = peer[earlier[take]]
-        if shift == 1:
-            back = (peer[earlier] < 0) & (kind[earlier] == _QUEUE) & (kind[later] == _START) & (peer[later] >= 0)
-            back &= dev[earlier] == dev[later]
-            peer[earlier[back]] = peer[later[back]]
+    queued = np.flatnonzero(kind[:-1] == _QUEUE)
+    opens = queued + 1
+    back = (group[opens] == group[queued]) & (peer[queued] < 0) & (kind[opens] == _START) & (peer[opens] >= 0)
+    back &= dev[queued] == dev[opens]
+    peer[queued[back]] = peer[opens[back]]
 
 
 def _topology(
