@@ -17,6 +17,7 @@ from perfnet import analysis
 from perfnet.bundled import example_capture
 from perfnet.display import readable
 from perfnet.errors import PerfnetError
+from perfnet.live import STOPPED_BY, RecordStream
 from perfnet.topology import Topology, device_label, snapshot
 
 _SHOWN_ERRORS = 5
@@ -198,36 +199,77 @@ def _live(args: argparse.Namespace, command: Sequence[str] | None) -> int:
         "filter": args.filter,
         "callgraph": args.call_graph,
     }
-    records: list[perfnet.Record] = []
-    interrupted = False
+    received: list[int] = []  # signals, in order
+    live: list[RecordStream] = []
 
-    with perfnet.stream(command or None, **options) as stream:
+    def stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+        for stream in live:  # not there yet while perf starts: stopped as soon as it is
+            if len(received) == 1:
+                stream.stop(STOPPED_BY[signum])  # perf flushes what it has
+            else:
+                stream.kill(f"{STOPPED_BY[received[0]]}, then killed by a second signal")
 
-        def stop(_signum: int, _frame: object) -> None:
-            nonlocal interrupted
-            interrupted = True
-            stream.stop()  # perf flushes what it has; a second Ctrl-C aborts
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-        previous = signal.signal(signal.SIGINT, stop)
-        try:
-            for rec in stream:
-                records.append(rec)
-                print(_event_line(rec, stream.topology), flush=True)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        trace = stream.to_trace(records)
-    print("\n--- summary" + (f" ({trace.partial})" if trace.partial else "") + " ---")
-    _print_report(_report(trace))
+    previous = {sig: signal.signal(sig, stop) for sig in STOPPED_BY}
+    failed: perfnet.TracedCommandError | None = None
+    out = _Terminal()
+    try:
+        with perfnet.stream(command or None, **options) as stream:
+            live.append(stream)
+            if len(received) == 1:  # a signal while perf started
+                stream.stop(STOPPED_BY[received[0]])
+            elif received:
+                stream.kill(f"{STOPPED_BY[received[0]]}, then killed by a second signal")
+            try:
+                for rec in stream:
+                    out.print(_event_line(rec, stream.topology))
+            except perfnet.TracedCommandError as exc:  # the summary still comes, then its status
+                failed = exc
+            trace = stream.to_trace()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out.print("\n--- summary" + (f" ({trace.partial})" if trace.partial else "") + " ---")
+    out.report(_report(trace))
     stats = trace.capture_stats
     if stats is not None:
         rss_mib = stats.peak_rss_bytes / 2**20
-        print(f"\nperf: {stats.cpu_s:.2f} s CPU, peak RSS {rss_mib:.1f} MiB, lost events: {stats.lost}")
+        out.print(f"\nperf: {stats.cpu_s:.2f} s CPU, peak RSS {rss_mib:.1f} MiB, lost events: {stats.lost}")
         incomplete = stats.counters[~stats.counters["complete"].astype(bool)]
         if not incomplete.empty:
-            print("devices whose packet counters and events disagree:")
-            print(incomplete.to_string(index=False))
-    return 130 if interrupted else 0
+            out.print("devices whose packet counters and events disagree:")
+            out.print(incomplete.to_string(index=False))
+    if received:
+        return 128 + received[0]  # 130 for Ctrl-C
+    if failed is not None:
+        out.print(f"perfnet: {failed}", err=True)
+        return failed.returncode if failed.returncode > 0 else 128 - failed.returncode
+    return 0
+
+
+class _Terminal:
+    """Writes to standard output (or error) until the terminal is gone (a hang-up, a closed
+    pipe): then it stops writing, and the capture still ends cleanly."""
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    def print(self, text: str, err: bool = False) -> None:
+        if self.gone:
+            return
+        try:
+            print(text, file=sys.stderr if err else sys.stdout, flush=True)
+        except OSError:
+            self.gone = True
+
+    def report(self, report: dict[str, Any]) -> None:
+        if self.gone:
+            return
+        try:
+            _print_report(report)
+            sys.stdout.flush()
+        except OSError:
+            self.gone = True
 
 
 def cmd_trace(args: argparse.Namespace) -> int:

@@ -538,6 +538,8 @@ class _Pending:
     comm: list[str | None] = field(default_factory=list)
     event: list[str] = field(default_factory=list)
     shape: list[int] = field(default_factory=list)
+    # per shape: the records' line numbers and each field's codes
+    fields: dict[int, tuple[list[int], list[list[int]]]] = field(default_factory=dict)
 
 
 class ColumnBuilder:
@@ -767,9 +769,10 @@ class ColumnBuilder:
             pending.event.append(item.event)
             pending.shape.append(self._shape(item.event, tuple(item.fields)))
             shape = self._shapes[pending.shape[-1]]
-            values = item.fields.values()
-            codes = [np.array([table.code(v)]) for table, v in zip(shape.tables, values, strict=True)]
-            shape.add(np.array([item.lineno]), codes)
+            linenos, codes = pending.fields.setdefault(pending.shape[-1], ([], [[] for _ in shape.names]))
+            linenos.append(item.lineno)
+            for table, column, value in zip(shape.tables, codes, item.fields.values(), strict=True):
+                column.append(table.code(value))
             if item.callchain:
                 self._callchain[item.lineno] = item.callchain
             if len(pending.linenos) >= 65536:
@@ -832,6 +835,8 @@ class ColumnBuilder:
     def _flush(self, fast: _Chunk | None) -> None:
         """Join the block's fast columns and the per-line records, in line order."""
         pending = self._pending
+        for shape_id, (linenos, codes) in pending.fields.items():
+            self._shapes[shape_id].add(np.array(linenos, np.int64), [np.array(c, np.int64) for c in codes])
         slow = (
             np.array(pending.linenos, np.int64),
             np.array(pending.time_ns, np.int64),

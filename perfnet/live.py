@@ -54,7 +54,7 @@ from typing import IO, Final, Literal
 import pandas as pd
 import psutil
 
-from perfnet.columns import build_columns
+from perfnet.columns import ColumnBuilder, build_columns
 from perfnet.errors import PerfnetError, UsageError
 from perfnet.filters import check_filter
 from perfnet.grammar import Variant
@@ -217,9 +217,15 @@ class _Tally:
 # (or, without one, end the wait).  When the command ends it writes "exit RC\n" ("error ERRNO\n"
 # if it could not start) and waits for one more byte, so perfnet can read the interface counters
 # while tracing is still live.  perf leaks descriptors (its -o file) to its workload: all but
-# 0-2 and these three are closed first.
+# 0-2 and these three are closed first.  If perf dies, the supervisor gets SIGTERM (parent-death
+# signal) and kills the command; if perfnet dies, CONTROL reads EOF early, and the supervisor
+# kills the command and perf (perf ignores a parent-death signal of its own).
 _SUPERVISOR: Final = r"""
-import os, signal, sys
+import ctypes, os, signal, sys, threading
+perf = os.getppid()
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: perf gone, stop the command
+if os.getppid() != perf:
+    sys.exit(0)
 status, control, err = (int(fd) for fd in sys.argv[1:4])
 argv = sys.argv[4:]
 low = 3
@@ -235,6 +241,23 @@ os.write(status, b"ready %d\n" % os.getpid())
 if os.read(control, 1) != b"g":
     sys.exit(0)
 rc = 0
+ended = threading.Event()  # the command has ended
+done = threading.Event()  # perfnet's last byte came (or its end of the pipe closed)
+
+
+def watch(child):
+    # perfnet closes its end only once perf has ended: closed earlier, perfnet died (SIGKILL,
+    # the OOM killer), and perf and the command go with it
+    os.read(control, 1)
+    if not ended.is_set():
+        for pid in (child, perf):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    done.set()
+
+
 if argv:
     reset = stop | {signal.SIGCHLD, signal.SIGPIPE, signal.SIGXFSZ}
     try:
@@ -245,19 +268,23 @@ if argv:
         os.write(status, b"error %d\n" % exc.errno)
         os.read(control, 1)
         sys.exit(0)
+    threading.Thread(target=watch, args=(child,), daemon=True).start()
     while True:
         sig = signal.sigwait(stop | {signal.SIGCHLD})
         if sig != signal.SIGCHLD:
-            os.kill(child, sig)
+            os.kill(child, sig if os.getppid() == perf else signal.SIGKILL)  # no perf: no command
             continue
         pid, wstatus = os.waitpid(child, os.WNOHANG)
         if pid:
             rc = os.waitstatus_to_exitcode(wstatus)
             break
+    ended.set()
 else:
+    threading.Thread(target=watch, args=(os.getpid(),), daemon=True).start()
     signal.sigwait(stop)
+    ended.set()
 os.write(status, b"exit %d\n" % rc)
-os.read(control, 1)
+done.wait()
 """
 
 
@@ -307,6 +334,10 @@ def _options(
         raise UsageError(f"mode must be 'trace' or 'record', not {mode!r}")
     if not events:
         raise UsageError("give at least one event, e.g. events=('net:*',)")
+    if not all(isinstance(event, str) and event.strip() for event in events):
+        raise UsageError(f"an event name is empty: {list(events)!r} (perf would trace system calls instead)")
+    if raw_output is not None:
+        _check_output(Path(raw_output))
     if duration is not None and not duration > 0:
         raise UsageError(f"duration must be positive, not {duration!r}")
     if not (argv or system_wide or pid is not None):
@@ -323,6 +354,18 @@ def _options(
         mode,  # type: ignore[arg-type]
         (marker,) if marker is not None else (),
     )
+
+
+def _check_output(path: Path) -> None:
+    """A raw output path perf can write, checked before perf starts.
+
+    Raises:
+        UsageError: it is a directory, or its directory does not exist.
+    """
+    if path.is_dir():
+        raise UsageError(f"raw_output {path} is a directory; give a file name in it")
+    if not path.parent.is_dir():
+        raise UsageError(f"raw_output {path}: the directory {path.parent} does not exist")
 
 
 def _check_command(argv: Sequence[str]) -> None:
@@ -381,6 +424,7 @@ class _Session:
         self._master = self._slave = self._status = self._control = -1
         self._stderr = bytearray()
         self._raw: IO[bytes] | None = None
+        self._raw_error: OSError | None = None  # why the raw output could not be written
         self._timer: threading.Timer | None = None
         self._argv: list[str] = []
         self._perf_version = ""
@@ -414,8 +458,9 @@ class _Session:
             self._go(schemas)
         except BaseException:
             self.kill()
+            created = self._raw is not None  # perf never ran: its output file goes
             self.close()
-            if self._raw is not None and opts.raw_output is not None:
+            if created and opts.raw_output is not None:
                 with contextlib.suppress(OSError):
                     opts.raw_output.unlink()
             raise
@@ -581,8 +626,20 @@ class _Session:
             self._lines.put(pending)
 
     def _keep(self, line: bytes) -> None:
-        if self._raw is not None:
+        if self._raw is None:
+            return
+        try:
             self._raw.write(_ANSI.sub(b"", line) + b"\n")
+        except OSError as exc:  # a full disk (ENOSPC), EIO: the capture goes on in memory
+            self._raw_failed(exc)
+
+    def _raw_failed(self, exc: OSError) -> None:
+        """The raw output cannot be written: stop writing it; :meth:`close` marks it incomplete."""
+        self._raw_error = exc
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.close()
 
     def _watch(self) -> None:
         """Wait for perf: sample it, enforce stops, then reap it with its resource usage."""
@@ -737,7 +794,13 @@ class _Session:
         self._close_fds(self._master, self._slave, self._status if self._proc is None else -1)
         self._master = self._slave = -1
         if self._raw is not None:
-            self._raw.close()
+            try:
+                self._raw.close()
+            except OSError as exc:  # the last buffered write
+                self._raw_failed(exc)
+            self._raw = None
+        if self._raw_error is not None and self.options.raw_output is not None:
+            self._mark_incomplete(self.options.raw_output, self._raw_error)
         rc = self.perf_returncode
         if rc and not self._killed and self._ready.is_set() and self.partial is None:
             last = perf_message(self._stderr.decode("utf-8", errors="replace")).rpartition("\n")[2]
@@ -747,6 +810,20 @@ class _Session:
             self.stats = self._make_stats()
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
+
+    def _mark_incomplete(self, raw: Path, error: OSError) -> None:
+        """Rename a raw output that could not be written whole to ``<raw>.incomplete``, and say
+        so in ``partial`` (the trace itself is complete: it was parsed from perf's output)."""
+        incomplete = Path(f"{raw}.incomplete")
+        try:
+            raw.replace(incomplete)
+            where = f"what was written is in {incomplete}"
+        except OSError:
+            with contextlib.suppress(OSError):
+                raw.unlink()
+            where = "it was removed"
+        reason = f"raw output {raw} could not be written ({error.strerror or error}); {where}"
+        self.partial = f"{self.partial}; {reason}" if self.partial else reason
 
     @staticmethod
     def _close_fds(*fds: int) -> None:
@@ -794,7 +871,7 @@ class _Session:
     def _write_side_files(self) -> None:
         """``<raw>.formats/``, ``<raw>.kallsyms.gz`` and ``<raw>.topology.json``, best effort."""
         raw = self.options.raw_output
-        if raw is None:
+        if raw is None or self._raw_error is not None:
             return
         for event, text in self._formats.items():
             sub, _, name = event.partition(":")
@@ -841,10 +918,10 @@ class _Session:
     def command_error(self, trace: Trace | None, failure: tuple[str, int]) -> TracedCommandError:
         """The error to raise for a :meth:`failure`."""
         reason, rc = failure
-        where = "on this error's .trace" if trace is not None else "were streamed"
+        where = "are on this error's .trace" if trace is not None else "were handed out"
         return TracedCommandError(
             f"traced {reason}: {shlex.join(self.options.command)}\n"
-            f"hint: check the command on its own; the events captured until it ended are {where}",
+            f"hint: check the command on its own; the events captured until it ended {where}",
             trace,
             rc,
         )
@@ -858,33 +935,50 @@ def _dup_stderr() -> int:
         return os.open(os.devnull, os.O_WRONLY)
 
 
-@contextlib.contextmanager
-def _sigint_stops(session: _Session) -> Iterator[None]:
-    """While capturing, Ctrl-C stops the capture (a second one kills it) instead of raising.
+STOPPED_BY: Final[Mapping[int, str]] = {
+    signal.SIGINT: "interrupted (Ctrl-C)",
+    signal.SIGTERM: "terminated (SIGTERM)",
+    signal.SIGHUP: "hung up (SIGHUP)",
+}
+"""What ``partial`` says of a capture a signal stopped."""
 
-    Only possible in the main thread, and only if SIGINT is not ignored; elsewhere nothing changes.
+
+@contextlib.contextmanager
+def _signals_stop(session: _Session, signals: Sequence[signal.Signals]) -> Iterator[list[int]]:
+    """While capturing, ``signals`` stop the capture instead of ending the process at once:
+    the first stops perf and the command (perf flushes what it has), a second kills them.
+
+    Only in the main thread (Python runs handlers there), and only for signals that have their
+    default handling (SIGINT: Python's KeyboardInterrupt); a handler the program set stays.
+    Yields the signals received.  On leaving, a SIGTERM or SIGHUP received is raised again
+    for the handler that was there before: by default the process then ends with it, perf
+    and the command already reaped.
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
-        signal.SIG_IGN,
-        None,
-    ):
-        yield
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
         return
-    presses = 0
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            session.stop("interrupted (Ctrl-C)")
+        received.append(signum)
+        if len(received) == 1:
+            session.stop(STOPPED_BY[signum])
         else:
-            session.kill("interrupted (Ctrl-C twice: perf killed)")
+            session.kill(f"{STOPPED_BY[received[0]]}, then killed by a second signal")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    defaults = {signal.SIGINT: signal.default_int_handler}
+    previous = {}
+    for sig in signals:
+        if signal.getsignal(sig) is defaults.get(sig, signal.SIG_DFL):
+            previous[sig] = signal.signal(sig, handler)
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        ending = next((sig for sig in received if sig in (signal.SIGTERM, signal.SIGHUP)), None)
+        if ending is not None:
+            signal.raise_signal(ending)
 
 
 # --- public API -----------------------------------------------------------------------------
@@ -933,7 +1027,12 @@ def capture(
         (``"interrupted (Ctrl-C)"``, ``"duration reached"``); ``capture_stats`` is a
         :class:`CaptureStats`; ``topology`` the interfaces at the start (if perfnet.topology
         is available).  Ctrl-C stops the capture and returns what was captured (a second Ctrl-C
-        kills perf at once); perf and the command never outlive this call.
+        kills perf at once); perf and the command never outlive this call.  SIGTERM and SIGHUP
+        stop it the same way, then are raised again once perf is reaped (by default the process
+        ends with them).  Signals are handled so only when called from the main thread, and
+        only where the program has not set its own handler.  If the process dies outright
+        (SIGKILL, the OOM killer, an unhandled signal), perf is killed with it and the command
+        is stopped (parent-death signals), from any thread.
 
     Raises:
         TypeError: ``command`` or ``events`` is a string.
@@ -945,7 +1044,7 @@ def capture(
     """
     options = _options(command, events, system_wide, pid, duration, callgraph, filter, raw_output, mode)
     session = _Session(options)
-    with _sigint_stops(session):
+    with _signals_stop(session, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
         session.start()
         try:
             variant, items = session.items()
@@ -981,6 +1080,7 @@ class RecordStream(Iterator[Record]):
         self._items: Iterator[Item] | None = None
         self._variant = Variant.SCRIPT if session.options.mode == "record" else Variant.TRACE
         self._others: list[Item] = []  # LOST lines, perf's messages, unparsed lines
+        self._handed = ColumnBuilder(None, detected=False)  # everything, as columns: flat in memory
         self._done = False
 
     def __next__(self) -> Record:
@@ -989,6 +1089,7 @@ class RecordStream(Iterator[Record]):
         if self._items is None:
             self._variant, self._items = self._session.items()
         for item in self._items:
+            self._handed.add_item(item)
             if isinstance(item, Record):
                 return item
             self._others.append(item)
@@ -999,14 +1100,21 @@ class RecordStream(Iterator[Record]):
             raise self._session.command_error(None, failure)
         raise StopIteration
 
-    def stop(self) -> None:
-        """Ask the capture to end (like Ctrl-C); the records perf still prints keep coming."""
-        self._session.stop("stopped by the caller")
+    def stop(self, reason: str = "stopped by the caller") -> None:
+        """Ask the capture to end (like Ctrl-C); the records perf still prints keep coming.
+        ``reason`` is what ``partial`` will say."""
+        self._session.stop(reason)
+
+    def kill(self, reason: str = "killed by the caller") -> None:
+        """End perf and the command at once (SIGKILL, like a second Ctrl-C); what perf printed
+        until then still comes."""
+        self._session.kill(reason)
 
     @property
     def partial(self) -> str | None:
-        """None if the capture ran to its end, else why it did not."""
-        return self._session.partial
+        """None if the capture ran to its end, else why it did not (or why the command failed)."""
+        failure = self._session.failure() if self._done else None
+        return failure[0] if failure is not None else self._session.partial
 
     @property
     def returncode(self) -> int | None:
@@ -1023,11 +1131,14 @@ class RecordStream(Iterator[Record]):
         """The namespaces' interfaces, snapshotted when tracing began (None before, or if unreadable)."""
         return self._session.topology
 
-    def to_trace(self, records: Iterable[Record]) -> Trace:
-        """A :class:`Trace` of the records handed out (``records``) and the messages and unparsed
-        lines this stream kept, with the capture's facts, as :func:`capture` would return."""
-        return Trace.from_items(
-            itertools.chain(records, self._others),
+    def to_trace(self, records: Iterable[Record] | None = None) -> Trace:
+        """A :class:`Trace` of the records handed out (or of ``records``, a selection of them)
+        and the messages and unparsed lines this stream kept, with the capture's facts, as
+        :func:`capture` would return.  The records handed out are kept as columns, a few dozen
+        bytes each, so a capture left running for hours stays small."""
+        columns = self._handed.finish() if records is None else build_columns(itertools.chain(records, self._others))
+        return Trace(
+            columns,
             self._variant,
             source=str(self._session.options.raw_output or ""),
             topology=self.topology,
@@ -1058,7 +1169,10 @@ def stream(
     The capture is live when the ``with`` body starts.  Iterating ends when perf has exited;
     leaving the block earlier stops the capture (the command gets SIGINT).  With
     ``mode="record"`` the records only come once the command has ended.  Ctrl-C raises
-    KeyboardInterrupt in the body as usual; perf and the command end with the block.
+    KeyboardInterrupt in the body as usual; perf and the command end with the block.  SIGTERM
+    and SIGHUP (in the main thread, where they have their default handling) stop the capture
+    like :meth:`RecordStream.stop`; once the block has ended and perf is reaped, the signal is
+    raised again, and by default ends the process.
 
     Raises:
         As :func:`capture`, at the start; :class:`TracedCommandError` (with ``trace`` None) from
@@ -1066,13 +1180,14 @@ def stream(
     """
     options = _options(command, events, system_wide, pid, duration, callgraph, filter, raw_output, mode)
     session = _Session(options)
-    session.start()
-    try:
-        yield RecordStream(session)
-    except KeyboardInterrupt:
-        session.stop("interrupted (Ctrl-C)")
-        raise
-    finally:
-        session.stop("stopped by the caller")
-        with _sigint_stops(session):
-            session.close()
+    with _signals_stop(session, (signal.SIGTERM, signal.SIGHUP)):
+        session.start()
+        try:
+            yield RecordStream(session)
+        except KeyboardInterrupt:
+            session.stop("interrupted (Ctrl-C)")
+            raise
+        finally:
+            session.stop("stopped by the caller")
+            with _signals_stop(session, (signal.SIGINT,)):
+                session.close()

@@ -1,0 +1,169 @@
+"""Faults during a live capture, caused for real (root, real perf): signals to the CLI and to a
+program calling the library, a second Ctrl-C, perfnet killed outright, a failing command, a full
+disk and bad output paths.  Each test asserts that no process perfnet started is left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+import perfnet
+from perfnet.errors import UsageError
+from perfnet.lab import require_root_and_tools
+
+REASON = require_root_and_tools()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+PERFNET = [sys.executable, "-m", "perfnet"]
+LIBRARY_CAPTURE = "import perfnet; t = perfnet.capture(['sleep', '60']); print('returned', t.partial)"
+LIBRARY_STREAM = "import perfnet\nwith perfnet.stream(['sleep', '60']) as s:\n    list(s)\nprint('after the block')"
+
+
+def started(argv: list[str]) -> tuple[subprocess.Popen[str], set[int]]:
+    """Start ``argv`` in its own session; once perf and its ``sleep`` run, return it and every
+    process below it."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 30
+    below: set[int] = set()
+    while time.monotonic() < deadline:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        below |= {child.pid for child in children}
+        if {"perf", "sleep"} <= {child.name() for child in children}:
+            time.sleep(0.3)  # tracing is live once the command runs
+            return proc, below
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"perf and the command did not start: {proc.communicate()}")
+
+
+def left(pids: set[int], within: float = 5.0) -> list[int]:
+    """The processes of ``pids`` still running after ``within`` seconds (perf takes up to a
+    second to tear down its ring buffers once killed)."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def reaped() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test started, killed if it fails half-way."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(("sig", "partial"), [(signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "hung up (SIGHUP)")])
+def test_the_cli_stops_on_sigterm_and_sighup_prints_its_summary_and_exits_128_plus_n(
+    sig: signal.Signals, partial: str, reaped: list[subprocess.Popen[str]]
+) -> None:
+    proc, below = started([*PERFNET, "trace", "--", "sleep", "60"])
+    reaped.append(proc)
+    sent = time.monotonic()
+    os.kill(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 128 + sig, stderr
+    assert f"--- summary ({partial}) ---" in stdout and "perf:" in stdout
+    assert "Traceback" not in stderr
+    assert left(below) == []
+
+
+def test_a_second_ctrl_c_kills_within_2_s_exits_130_without_a_traceback(reaped: list[subprocess.Popen[str]]) -> None:
+    # the command ignores SIGINT, so the first Ctrl-C cannot end it: the second must
+    ignoring = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)"
+    proc, below = started([*PERFNET, "trace", "--", "sh", "-c", f"python3 -c '{ignoring}' & sleep 60"])
+    reaped.append(proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 2
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert "--- summary (interrupted (Ctrl-C)" in stdout
+    assert left(below) == []
+
+
+@pytest.mark.parametrize("program", [LIBRARY_CAPTURE, LIBRARY_STREAM], ids=["capture", "stream"])
+def test_sigterm_to_a_program_capturing_stops_perf_then_ends_the_program(
+    program: str, reaped: list[subprocess.Popen[str]]
+) -> None:
+    proc, below = started([sys.executable, "-c", program])
+    reaped.append(proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM, stderr  # raised again once perf was reaped
+    assert stdout == "" and "Traceback" not in stderr
+    assert left(below) == []
+
+
+def test_perf_and_the_command_die_when_perfnet_is_killed_outright(reaped: list[subprocess.Popen[str]]) -> None:
+    proc, below = started([sys.executable, "-c", LIBRARY_CAPTURE])
+    reaped.append(proc)
+    assert len(below) == 3  # perf, the supervisor, sleep
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert left(below) == []
+
+
+def test_a_failing_command_still_gets_its_summary_and_its_status() -> None:
+    out = subprocess.run(
+        [*PERFNET, "trace", "--", "sh", "-c", "exit 3"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 3
+    assert "--- summary (command failed with exit code 3) ---" in out.stdout
+    assert "traced command failed with exit code 3: sh -c 'exit 3'" in out.stderr
+    assert "were streamed" not in out.stderr and "are were" not in out.stderr
+
+
+@pytest.mark.parametrize("where", ["missing/raw.txt", "."], ids=["missing directory", "a directory"])
+def test_a_bad_output_path_is_a_usage_error_before_perf_starts(where: str, tmp_path: Path) -> None:
+    before = {p.pid for p in psutil.process_iter() if p.name() == "perf"}
+    with pytest.raises(UsageError, match="raw_output"):
+        perfnet.capture(["true"], raw_output=tmp_path / where)
+    assert {p.pid for p in psutil.process_iter() if p.name() == "perf"} <= before
+    out = subprocess.run([*PERFNET, "trace", "-o", str(tmp_path / where), "--", "true"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.startswith("perfnet: ") and "Traceback" not in out.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: the raw output fills it during the capture."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_keeps_the_capture_in_memory_and_marks_the_file_incomplete(small_disk: Path) -> None:
+    raw = small_disk / "raw.txt"
+    trace = perfnet.capture(
+        ["ping", "-c", "300", "-i", "0.002", "-q", "127.0.0.1"], events=["net:*"], raw_output=raw, duration=30
+    )
+    assert trace.partial is not None and "No space left on device" in trace.partial
+    assert len(trace.events) > 300 * 4  # the events kept on reading after the disk filled
+    assert not raw.exists()
+    incomplete = small_disk / "raw.txt.incomplete"
+    assert incomplete.exists() and incomplete.stat().st_size > 0
