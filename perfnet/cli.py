@@ -295,9 +295,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print(f"try:  perfnet trace -- {' '.join(lab.ping_argv(lab.ctr2_addr, 3))}")
         print(f"then: perfnet lab down {lab.tag}")
         return 0
+    if args.action == "list" or (args.action == "down" and not args.tags and not args.all):
+        kept = labs.kept_labs()
+        print("\n".join(f"lab {tag} is up" for tag in kept) or "no lab is up")
+        if args.action == "down":  # labs may be someone else's: only named ones go
+            print("perfnet lab down: name the labs to remove (perfnet lab down TAG ...), or --all", file=sys.stderr)
+            return 2
+        return 0
     if args.action == "down":
-        tags = args.tags or labs.kept_labs()
-        for tag in tags:
+        for tag in labs.kept_labs() if args.all else args.tags:
             labs.Lab.attach(tag).down()
             print(f"lab {tag} is down")
         return 0
@@ -439,8 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace_cmd.add_argument("command_argv", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="command to trace")
     trace_cmd.set_defaults(run=cmd_trace)
     lab_cmd = commands.add_parser("lab", help="throwaway namespace lab: up, down, or a one-command demo (root)")
-    lab_cmd.add_argument("action", choices=("up", "down", "demo"))
-    lab_cmd.add_argument("tags", nargs="*", help="down: the labs to remove (default: every lab left up)")
+    lab_cmd.add_argument("action", choices=("up", "down", "list", "demo"))
+    lab_cmd.add_argument("tags", nargs="*", help="down: the labs to remove (see `perfnet lab list`)")
+    lab_cmd.add_argument("--all", action="store_true", help="down: every lab left up on this machine")
     lab_cmd.add_argument("--count", type=int, default=5, help="demo: pings to send (default 5)")
     lab_cmd.set_defaults(run=cmd_lab)
     topology_cmd = commands.add_parser(

@@ -64,24 +64,33 @@ def _format_fields(text: str) -> dict[str, bool]:
     return fields
 
 
-def _schema_fields(schema: EventSchema) -> tuple[dict[str, bool], dict[str, str]]:
-    """Field names the kernel knows (struct members) -> is-string, and print labels -> member.
+def _schema_fields(schema: EventSchema) -> tuple[dict[str, bool], dict[str, str], dict[str, tuple[int, int]]]:
+    """Field names the kernel knows (struct members) -> is-string, print labels -> member, and
+    each number's range (its C type's).
 
     A schema field's ``aliases`` are what perf trace's printer prints: the struct member, which
     is what filters use (``name``, where every other printer labels the device ``dev``).
     """
     fields: dict[str, bool] = {}
     renamed: dict[str, str] = {}
+    ranges: dict[str, tuple[int, int]] = {}
     for f in schema.fields:
         member = f.aliases[0] if f.aliases else f.name
         fields[member] = f.kind == "str"
+        bits = 8 * (f.size or 8)
+        if f.kind != "str":
+            ranges[member] = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if f.signed else (0, (1 << bits) - 1)
         if member != f.name:
             renamed[f.name] = member
-    return fields, renamed
+    return fields, renamed, ranges
 
 
 def validate_filter(
-    expression: str, event: str, fields: Mapping[str, bool] | None, renamed: Mapping[str, str] | None = None
+    expression: str,
+    event: str,
+    fields: Mapping[str, bool] | None,
+    renamed: Mapping[str, str] | None = None,
+    ranges: Mapping[str, tuple[int, int]] | None = None,
 ) -> None:
     """Check a tracepoint filter (perf's ``--filter``, the kernel's event filter syntax).
 
@@ -96,13 +105,14 @@ def validate_filter(
         fields: the event's fields: name -> whether it is a string; None if unknown (then only
             the syntax and the common fields are checked).
         renamed: labels that name a field differently in filters (``dev`` -> ``name``).
+        ranges: the values each numeric field's C type holds; a constant outside them is refused.
 
     Raises:
         FilterError: with the offending position marked and a hint.
     """
     known = None if fields is None else {**_COMMON_FIELDS, **fields}
     try:
-        _FilterParser(expression, known, renamed or {}).parse()
+        _FilterParser(expression, known, renamed or {}, ranges or {}).parse()
     except _FilterSyntaxError as exc:
         caret = " " * exc.pos + "^"
         raise FilterError(
@@ -115,10 +125,17 @@ def validate_filter(
 class _FilterParser:
     """Recursive-descent checker for the kernel's filter grammar (nothing is evaluated)."""
 
-    def __init__(self, text: str, fields: Mapping[str, bool] | None, renamed: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        text: str,
+        fields: Mapping[str, bool] | None,
+        renamed: Mapping[str, str],
+        ranges: Mapping[str, tuple[int, int]],
+    ) -> None:
         self.text = text
         self.fields = fields
         self.renamed = renamed
+        self.ranges = ranges
         self.tokens: list[tuple[str, str, int]] = []
         pos = 0
         while pos < len(text):
@@ -196,6 +213,11 @@ class _FilterParser:
             raise _FilterSyntaxError(op_pos, f"{name} is a number: ~ (glob match) is for strings")
         elif kind == "string" or not _NUMBER.fullmatch(value):
             raise _FilterSyntaxError(value_pos, f"{name} is a number, {value} is not")
+        elif name in self.ranges:
+            low, high = self.ranges[name]
+            number = int(value, 16 if value.lstrip("-")[:2].lower() == "0x" else 10) if len(value) <= 40 else None
+            if number is None or not low <= number <= high:
+                raise _FilterSyntaxError(value_pos, f"{name} holds {low} to {high}; {value[:40]} is out of its range")
 
     def _unknown_field(self, name: str, fields: Mapping[str, bool]) -> str:
         if name in self.renamed:
@@ -216,5 +238,5 @@ def check_filter(expression: str, spec: str, schemas: Mapping[str, EventSchema])
         validate_filter(expression, spec, _format_fields(fmt) if fmt is not None else None)
         return
     for event in matched:
-        fields, renamed = _schema_fields(schemas[event])
-        validate_filter(expression, event, fields, renamed)
+        fields, renamed, ranges = _schema_fields(schemas[event])
+        validate_filter(expression, event, fields, renamed, ranges)

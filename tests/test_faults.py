@@ -167,3 +167,43 @@ def test_a_full_disk_keeps_the_capture_in_memory_and_marks_the_file_incomplete(s
     assert not raw.exists()
     incomplete = small_disk / "raw.txt.incomplete"
     assert incomplete.exists() and incomplete.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("len > 99999999999999999999999", "len holds 0 to 4294967295; 99999999999999999999999 is out of its range"),
+        ("len > 4294967296", "len holds 0 to 4294967295; 4294967296 is out of its range"),
+        ("len > -1", "len holds 0 to 4294967295; -1 is out of its range"),
+        ("mac_header < -2147483649", "mac_header holds -2147483648 to 2147483647"),
+    ],
+)
+def test_filter_constants_are_checked_against_their_fields_types(expression: str, message: str) -> None:
+    with pytest.raises(perfnet.FilterError, match=message):
+        perfnet.capture(["true"], events=("net:netif_receive_skb_entry",), filter=expression)
+    for fits in ("len > 4294967295", "mac_header < -14", "skbaddr == 0xffff888117519700"):
+        perfnet.capture(["true"], events=("net:netif_receive_skb_entry",), filter=fits)
+
+
+@pytest.mark.parametrize("events", [[""], ["net:*", " "]])
+def test_an_empty_event_name_is_refused(events: list[str]) -> None:
+    with pytest.raises(UsageError, match="an event name is empty"):
+        perfnet.capture(["true"], events=events)
+
+
+def test_lab_down_without_a_tag_removes_nothing_and_lists_what_is_up() -> None:
+    from perfnet.lab import Lab, kept_labs
+
+    lab = Lab().up()
+    lab.keep()
+    try:
+        out = subprocess.run([*PERFNET, "lab", "down"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and f"lab {lab.tag} is up" in out.stdout
+        assert "name the labs to remove" in out.stderr
+        assert lab.tag in kept_labs()
+        listed = subprocess.run([*PERFNET, "lab", "list"], capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0 and f"lab {lab.tag} is up" in listed.stdout.splitlines()
+    finally:
+        down = subprocess.run([*PERFNET, "lab", "down", lab.tag], capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0 and down.stdout == f"lab {lab.tag} is down\n"
+    assert lab.tag not in kept_labs()
