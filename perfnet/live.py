@@ -582,6 +582,9 @@ class _Session:
                         self._ready.set()
                     elif word in ("exit", "error"):
                         self._command_ended(word, int(value))
+            if self._ready.is_set() and not self._command_done.is_set() and not self._killed:
+                with self._lock:  # its end of the pipe closed without a word: it died
+                    self.partial = self.partial or "the command's supervisor died; the command was stopped"
         finally:
             self._command_done.set()
 
@@ -755,9 +758,13 @@ class _Session:
                 self._keep(line)
                 yield line
         except PerfError as exc:
-            if not self._killed:
+            died = self.perf_returncode is not None and self.perf_returncode < 0
+            if not (self._killed or died):
                 raise
-            self.partial = f"{self.partial or 'perf was killed'}; the recording is unreadable: {exc}"
+            reason = f"perf was killed by {signal.Signals(-(self.perf_returncode or -9)).name}"
+            why = (str(exc).splitlines()[1:2] or [str(exc)])[0]  # perf script's first complaint
+            self.partial = f"{self.partial or reason}; the recording is unreadable ({why})"
+            self._raw_failed(OSError("no recording to convert"))
 
     def items(self) -> tuple[Variant, Iterator[Item]]:
         """perf's output parsed (the variant is read from the first event line), records tallied."""
@@ -804,7 +811,8 @@ class _Session:
         rc = self.perf_returncode
         if rc and not self._killed and self._ready.is_set() and self.partial is None:
             last = perf_message(self._stderr.decode("utf-8", errors="replace")).rpartition("\n")[2]
-            self.partial = f"perf exited with status {rc}" + (f": {last}" if last else "")
+            ended = f"perf was killed by {signal.Signals(-rc).name}" if rc < 0 else f"perf exited with status {rc}"
+            self.partial = ended + (f": {last}" if last and rc > 0 else "")
         if self._ready.is_set():
             self._write_side_files()
             self.stats = self._make_stats()
@@ -816,6 +824,8 @@ class _Session:
         so in ``partial`` (the trace itself is complete: it was parsed from perf's output)."""
         incomplete = Path(f"{raw}.incomplete")
         try:
+            if raw.stat().st_size == 0:
+                raise OSError("nothing was written")
             raw.replace(incomplete)
             where = f"what was written is in {incomplete}"
         except OSError:
@@ -909,8 +919,9 @@ class _Session:
                 127 if self.spawn_errno == errno.ENOENT else 126
             )
         rc = self.returncode
-        if rc is None or rc == 0 or self._stop_at is not None:
-            return None
+        perf = self.perf_returncode
+        if rc is None or rc == 0 or self._stop_at is not None or (perf is not None and perf < 0 and not self._killed):
+            return None  # stopped by perfnet, or ended because perf died (partial says so)
         if rc < 0:
             return f"command killed by {signal.Signals(-rc).name}", rc
         return f"command failed with exit code {rc}", rc

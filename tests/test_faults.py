@@ -70,7 +70,9 @@ def reaped() -> Iterator[list[subprocess.Popen[str]]]:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize(("sig", "partial"), [(signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "hung up (SIGHUP)")])
+@pytest.mark.parametrize(
+    ("sig", "partial"), [(signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "hung up (SIGHUP)")]
+)
 def test_the_cli_stops_on_sigterm_and_sighup_prints_its_summary_and_exits_128_plus_n(
     sig: signal.Signals, partial: str, reaped: list[subprocess.Popen[str]]
 ) -> None:
@@ -119,16 +121,15 @@ def test_sigterm_to_a_program_capturing_stops_perf_then_ends_the_program(
 def test_perf_and_the_command_die_when_perfnet_is_killed_outright(reaped: list[subprocess.Popen[str]]) -> None:
     proc, below = started([sys.executable, "-c", LIBRARY_CAPTURE])
     reaped.append(proc)
-    assert len(below) == 3  # perf, the supervisor, sleep
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert sorted(child.name() for child in children) == ["perf", "python3", "sleep"]  # python3: the supervisor
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     assert left(below) == []
 
 
 def test_a_failing_command_still_gets_its_summary_and_its_status() -> None:
-    out = subprocess.run(
-        [*PERFNET, "trace", "--", "sh", "-c", "exit 3"], capture_output=True, text=True, timeout=60
-    )
+    out = subprocess.run([*PERFNET, "trace", "--", "sh", "-c", "exit 3"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 3
     assert "--- summary (command failed with exit code 3) ---" in out.stdout
     assert "traced command failed with exit code 3: sh -c 'exit 3'" in out.stderr
@@ -207,3 +208,33 @@ def test_lab_down_without_a_tag_removes_nothing_and_lists_what_is_up() -> None:
         down = subprocess.run([*PERFNET, "lab", "down", lab.tag], capture_output=True, text=True, timeout=120)
     assert down.returncode == 0 and down.stdout == f"lab {lab.tag} is down\n"
     assert lab.tag not in kept_labs()
+
+
+@pytest.mark.parametrize(
+    ("victim", "mode", "partial"),
+    [
+        ("python3", "trace", "the command's supervisor died; the command was stopped"),
+        ("perf", "trace", "perf was killed by SIGKILL"),
+        ("perf", "record", "perf was killed by SIGKILL; the recording is unreadable ("),
+    ],
+)
+def test_the_death_of_perf_or_the_supervisor_is_named_and_stops_the_command(
+    victim: str, mode: str, partial: str, tmp_path: Path, reaped: list[subprocess.Popen[str]]
+) -> None:
+    raw = tmp_path / "raw.txt"
+    program = (
+        f"import perfnet; t = perfnet.capture(['sleep', '60'], mode={mode!r}, raw_output={str(raw)!r}); "
+        "print(t.partial); print(len(t.events))"
+    )
+    proc, below = started([sys.executable, "-c", program])
+    reaped.append(proc)
+    (process,) = [child for child in psutil.Process(proc.pid).children(recursive=True) if child.name() == victim]
+    process.kill()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert stdout.splitlines()[0].startswith(partial)
+    assert left(below) == []
+    if mode == "record":  # nothing could be read: no empty file, no side files
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+    else:
+        assert raw.exists()
