@@ -116,6 +116,10 @@ class CaptureStats:
         perf_version: as ``perf --version`` prints it, e.g. ``6.1.187``.
         kernel: the kernel release (``uname -r``).
         wall_s: seconds from starting perf until it exited.
+        started_at: when perf was started, wall-clock seconds since the epoch.
+        boot_time: when the capturing host booted, seconds since the epoch: ``perf script``
+            times are seconds since boot, so ``boot_time + time_ns / 1e9`` puts events of
+            captures from many hosts on one clock (to the hosts' clock accuracy).
         cpu_user_s, cpu_system_s: perf's own CPU time (not its workload's), in clock ticks'
             resolution; for ``mode="record"`` that of ``perf record``, not ``perf script``.
         peak_rss_bytes: perf's peak resident set size (its ``VmHWM``, sampled while it ran).
@@ -138,6 +142,8 @@ class CaptureStats:
     perf_version: str
     kernel: str
     wall_s: float
+    started_at: float
+    boot_time: float
     cpu_user_s: float
     cpu_system_s: float
     peak_rss_bytes: int
@@ -433,6 +439,7 @@ class _Session:
         self._before: Counters = {}
         self._after: Counters = {}
         self._started = self._ended = 0.0
+        self._started_at = 0.0  # wall clock, when perf was started
         self._cpu = (0.0, 0.0)
         self._hwm = 0
         self._maxrss = 0
@@ -487,6 +494,7 @@ class _Session:
             for fd in (status_w, control_r, err):
                 os.close(fd)
         self._started = time.monotonic()
+        self._started_at = time.time()
         with contextlib.suppress(psutil.Error):
             self._perf = psutil.Process(self._proc.pid)
         self._spawn(self._read_stderr, self._read_status, self._watch)
@@ -904,6 +912,8 @@ class _Session:
             perf_version=self._perf_version,
             kernel=os.uname().release,
             wall_s=self._ended - self._started,
+            started_at=self._started_at,
+            boot_time=psutil.boot_time(),
             cpu_user_s=self._cpu[0],
             cpu_system_s=self._cpu[1],
             peak_rss_bytes=self._hwm or self._maxrss,

@@ -351,9 +351,12 @@ def test_perf_data_files_are_read_through_perf_script(lab: Lab, tmp_path: Path) 
 
 @needs_lab
 def test_duration_ends_a_system_wide_capture_complete() -> None:
+    before = time.time()
     trace = capture(system_wide=True, duration=1.0)
     assert trace.partial is None
     assert 1.0 <= trace.capture_stats.wall_s < 5
+    assert before <= trace.capture_stats.started_at <= before + 5
+    assert trace.capture_stats.boot_time == psutil.boot_time()
     assert trace.capture_stats.returncode is None
 
 
