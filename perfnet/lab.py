@@ -71,7 +71,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from perfnet.errors import PerfnetError, UsageError
-from perfnet.topology import ip_links, netns_names, packet_counters
+from perfnet.host.netns import ip_links, netns_names, packet_counters
 
 __all__ = [
     "HttpServer",

@@ -58,6 +58,7 @@ from perfnet.columns import ColumnBuilder, build_columns
 from perfnet.errors import PerfnetError, UsageError
 from perfnet.filters import check_filter
 from perfnet.grammar import Variant
+from perfnet.host.netns import netns_names, packet_counters
 from perfnet.kallsyms import Kallsyms, host_symbols, save_kallsyms
 from perfnet.perf import (
     PerfError,
@@ -75,7 +76,7 @@ from perfnet.perf import (
 from perfnet.reader import ANSI_ESCAPE, open_items
 from perfnet.records import Item, Message, Record
 from perfnet.schema import EventSchema, enum_tables_from_format, load_schemas
-from perfnet.topology import Topology, netns_names, packet_counters, snapshot
+from perfnet.topology import Topology, snapshot
 from perfnet.trace import Trace
 
 __all__ = ["CaptureStats", "RecordStream", "capture", "stream"]

@@ -69,8 +69,9 @@ from capture_fixtures import (  # noqa: E402
     tracefs_mounted,
 )
 
+from perfnet.host.netns import packet_counters  # noqa: E402
 from perfnet.lab import Lab, cleanup_stale, require_root_and_tools  # noqa: E402
-from perfnet.topology import packet_counters, snapshot  # noqa: E402
+from perfnet.topology import snapshot  # noqa: E402
 
 EVENTS = ["-e", "net:*", "-e", "skb:*"]
 TRAFFIC = SCRIPTS / "lab_traffic.py"
