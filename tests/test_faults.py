@@ -4,6 +4,7 @@ disk and bad output paths.  Each test asserts that no process perfnet started is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,6 +27,15 @@ LIBRARY_CAPTURE = "import perfnet; t = perfnet.capture(['sleep', '60']); print('
 LIBRARY_STREAM = "import perfnet\nwith perfnet.stream(['sleep', '60']) as s:\n    list(s)\nprint('after the block')"
 
 
+def below_named(pid: int) -> dict[int, str]:
+    """The processes below ``pid`` by pid, with their names (short-lived ones may vanish)."""
+    named = {}
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            named[child.pid] = child.name()
+    return named
+
+
 def started(argv: list[str]) -> tuple[subprocess.Popen[str], set[int]]:
     """Start ``argv`` in its own session; once perf and its ``sleep`` run, return it and every
     process below it."""
@@ -33,9 +43,9 @@ def started(argv: list[str]) -> tuple[subprocess.Popen[str], set[int]]:
     deadline = time.monotonic() + 30
     below: set[int] = set()
     while time.monotonic() < deadline:
-        children = psutil.Process(proc.pid).children(recursive=True)
-        below |= {child.pid for child in children}
-        if {"perf", "sleep"} <= {child.name() for child in children}:
+        named = below_named(proc.pid)
+        below |= set(named)
+        if {"perf", "sleep"} <= set(named.values()):
             time.sleep(0.3)  # tracing is live once the command runs
             return proc, below
         time.sleep(0.05)
@@ -121,8 +131,7 @@ def test_sigterm_to_a_program_capturing_stops_perf_then_ends_the_program(
 def test_perf_and_the_command_die_when_perfnet_is_killed_outright(reaped: list[subprocess.Popen[str]]) -> None:
     proc, below = started([sys.executable, "-c", LIBRARY_CAPTURE])
     reaped.append(proc)
-    children = psutil.Process(proc.pid).children(recursive=True)
-    assert sorted(child.name() for child in children) == ["perf", "python3", "sleep"]  # python3: the supervisor
+    assert sorted(below_named(proc.pid).values()) == ["perf", "python3", "sleep"]  # python3: the supervisor
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     assert left(below) == []
@@ -228,8 +237,8 @@ def test_the_death_of_perf_or_the_supervisor_is_named_and_stops_the_command(
     )
     proc, below = started([sys.executable, "-c", program])
     reaped.append(proc)
-    (process,) = [child for child in psutil.Process(proc.pid).children(recursive=True) if child.name() == victim]
-    process.kill()
+    (pid,) = [pid for pid, name in below_named(proc.pid).items() if name == victim]
+    os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert stdout.splitlines()[0].startswith(partial)
