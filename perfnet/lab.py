@@ -70,6 +70,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import psutil
+
 from perfnet.errors import PerfnetError, UsageError
 from perfnet.host.netns import ip_links, netns_names, packet_counters
 
@@ -168,13 +170,13 @@ def _link_exists(ifname: str) -> bool:
     return Path("/sys/class/net", ifname).exists()
 
 
-def _proc_start_time(pid: int) -> int | None:
+def _proc_start_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch): with the pid, it names one
+    process, whatever reuses the pid later."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
-    # field 22 (starttime); comm (field 2) may contain spaces/parens
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def _owner_alive(state: dict[str, Any]) -> bool:
@@ -183,7 +185,8 @@ def _owner_alive(state: dict[str, Any]) -> bool:
     pid = state.get("pid")
     if not isinstance(pid, int):
         return False
-    return _proc_start_time(pid) == state.get("pid_start")
+    started, recorded = _proc_start_time(pid), state.get("pid_start")
+    return started is not None and isinstance(recorded, float) and abs(started - recorded) < 0.01
 
 
 def _read_state(tag: str) -> dict[str, Any] | None:
