@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -284,3 +285,13 @@ def test_kept_lab_outlives_its_process_and_cleanup_until_attached_and_downed() -
     assert_gone(names)
     with pytest.raises(LabError, match="no lab"):
         Lab.attach(tag)
+
+
+def test_a_lab_of_a_live_owner_is_spared_whatever_form_its_record_has() -> None:
+    from perfnet.lab.registry import owner_alive, proc_start_time
+
+    me = os.getpid()
+    assert owner_alive({"pid": me, "pid_start": proc_start_time(me)})
+    assert owner_alive({"pid": me, "pid_start": 123456})  # clock ticks, as older versions wrote
+    assert not owner_alive({"pid": me, "pid_start": (proc_start_time(me) or 0) - 60})  # a reused pid
+    assert owner_alive({"kept": True}) and not owner_alive({"pid": "x"})
