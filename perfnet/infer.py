@@ -151,16 +151,29 @@ def infer_topology(events: pd.DataFrame) -> Topology:
         """One row per sighting ``at`` -> ``at + offset``: the two devices as codes."""
         return pd.DataFrame({"a": dev[at], "pa": peer[at], "b": dev[at + offset], "pb": peer[at + offset]})
 
-    def counted(frame: pd.DataFrame) -> Counter[tuple[Device, Device]]:
-        """The distinct steps of ``frame`` with their counts (Python runs per distinct step only)."""
-        sizes = frame.groupby(["a", "pa", "b", "pb"], sort=False).size()
-        keys = [tuple(int(code) for code in key) for key in sizes.index]  # type: ignore[union-attr]
-        return Counter({(device(*key[:2]), device(*key[2:])): int(n) for key, n in zip(keys, sizes, strict=True)})
+    def counted(at: npt.NDArray[np.int64], offset: int = 1) -> Counter[tuple[Device, Device]]:
+        """The distinct steps ``at`` -> ``at + offset`` with their counts, in order of first
+        sighting (Python runs per distinct step only)."""
+        base = len(dev_names) + 1  # codes -1 .. len - 1, one digit each of one int64
+        key = np.zeros(at.size, dtype=np.int64)
+        for codes in (dev[at], peer[at], dev[at + offset], peer[at + offset]):
+            key = key * base + codes + 1
+        seen, distinct = pd.factorize(key)
+        sizes = np.bincount(seen, minlength=len(distinct))
+        steps = []
+        for step_key in np.asarray(distinct, dtype=np.int64).tolist():
+            digits = []
+            for _ in range(4):
+                step_key, digit = divmod(step_key, base)
+                digits.append(digit - 1)
+            b_peer, b, a_peer, a = digits
+            steps.append((device(a, a_peer), device(b, b_peer)))
+        return Counter(dict(zip(steps, sizes.tolist(), strict=True)))
 
-    pairs = counted(steps(pair_at))
-    below = counted(steps(nxt[(a_kind == _START) & (b_kind == _QUEUE)]))  # (upper, lower)
+    pairs = counted(pair_at)
+    below = counted(nxt[(a_kind == _START) & (b_kind == _QUEUE)])  # (upper, lower)
     up_at = nxt[(a_kind == _RX_CORE) & (b_kind == _RX_UP)] + 1  # (bridge, port): the port's row is before
-    below.update(counted(steps(up_at, offset=-1)))
+    below.update(counted(up_at, offset=-1))
     forward_at = nxt[(a_kind == _RX_CORE) & ((b_kind == _QUEUE) | (b_kind == _START)) & (dev[nxt] != dev[nxt + 1])]
     sightings = steps(forward_at).assign(
         gap=time[forward_at + 1] - time[forward_at], nested=next_on_thread[forward_at] == forward_at + 1
