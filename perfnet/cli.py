@@ -17,7 +17,7 @@ from perfnet import analysis
 from perfnet.bundled import example_capture
 from perfnet.display import readable
 from perfnet.errors import PerfnetError
-from perfnet.live import STOPPED_BY, RecordStream
+from perfnet.live import STOPPED_BY, RecordStream, react_to_signals
 from perfnet.topology import Topology, device_label, snapshot
 
 _SHOWN_ERRORS = 5
@@ -205,10 +205,7 @@ def _live(args: argparse.Namespace, command: Sequence[str] | None) -> int:
     def stop(signum: int, _frame: object) -> None:
         received.append(signum)
         for stream in live:  # not there yet while perf starts: stopped as soon as it is
-            if len(received) == 1:
-                stream.stop(STOPPED_BY[signum])  # perf flushes what it has
-            else:
-                stream.kill(f"{STOPPED_BY[received[0]]}, then killed by a second signal")
+            react_to_signals(stream, received)
 
     previous = {sig: signal.signal(sig, stop) for sig in STOPPED_BY}
     failed: perfnet.TracedCommandError | None = None
@@ -216,10 +213,7 @@ def _live(args: argparse.Namespace, command: Sequence[str] | None) -> int:
     try:
         with perfnet.stream(command or None, **options) as stream:
             live.append(stream)
-            if len(received) == 1:  # a signal while perf started
-                stream.stop(STOPPED_BY[received[0]])
-            elif received:
-                stream.kill(f"{STOPPED_BY[received[0]]}, then killed by a second signal")
+            react_to_signals(stream, received)  # signals while perf started
             try:
                 for rec in stream:
                     out.print(_event_line(rec, stream.topology))

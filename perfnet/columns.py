@@ -60,7 +60,7 @@ from perfnet.reader import (
     open_items,
     variant_of,
 )
-from perfnet.records import _ADDRESS_FIELDS, BadLine, FieldValue, Item, Message, Record
+from perfnet.records import ADDRESS_FIELDS, BadLine, FieldValue, Item, Message, Record
 from perfnet.schema import EventSchema, load_schemas
 
 IntArray = npt.NDArray[np.integer[Any]]
@@ -476,7 +476,7 @@ class Columns:
         event): row positions, the field's distinct values and each row's code."""
         out = []
         for shape in self.shapes:
-            wanted = _ADDRESS_FIELDS.get(shape.event, "skbaddr") if address else name
+            wanted = ADDRESS_FIELDS.get(shape.event, "skbaddr") if address else name
             if wanted in shape.names:
                 i = shape.names.index(wanted)
                 out.append((shape.rows, shape.values[i], shape.codes[i]))
@@ -568,7 +568,6 @@ class ColumnBuilder:
         self._strict = strict
         self._detected = detected
         self._header = _HEADERS.get(parser.variant) if parser is not None else None
-        self._bodies: dict[str, BodyParser | None] = {}
         self._format_regexes: dict[str, list[tuple[str, _Layout | None] | None]] = {}
         self._known: dict[str, _Known] = {}
         self._shapes: list[_Shape] = []
@@ -596,20 +595,11 @@ class ColumnBuilder:
         return shape_id
 
     def _body_parser(self, event: str) -> BodyParser | None:
+        """The per-line parser's body parser of ``event``; None for an event without a schema
+        (its fields are typed by inference, line by line)."""
         assert self._parser is not None
-        if event not in self._bodies:
-            schema = self._parser.schemas.get(event)
-            if schema is None:
-                self._bodies[event] = None
-            else:
-                body = BodyParser(
-                    schema,
-                    self._parser.variant is Variant.TRACE,
-                    self._parser.enums.get(event, {}),
-                    self._parser.symbols,
-                )
-                self._bodies[event] = body
-        return self._bodies[event]
+        schema = self._parser.schemas.get(event)
+        return self._parser.body_parser(event, schema) if schema is not None else None
 
     def _regexes(self, event: str, parser: BodyParser) -> list[tuple[str, _Layout | None] | None]:
         """Per print format of the event: its RE2 regex and space layout, or None if the

@@ -125,7 +125,8 @@ class Block:
         return len(self.starts)
 
     def line(self, i: int) -> str:
-        """Line ``lineno + i``, decoded as :func:`split_lines` yields it."""
+        """Line ``lineno + i``, decoded (UTF-8 with U+FFFD, no ANSI codes); a :class:`TooLong`
+        of its start if it is longer than :data:`MAX_LINE_BYTES`."""
         return _line(self.data[self.starts[i] : self.ends[i]])
 
 
@@ -186,14 +187,6 @@ def line_blocks(stream: IO[bytes], tick: Callable[[], object] | None = None) -> 
             pending = data
     if pending and not dropping:  # a lone CR left over is an empty last line
         yield Block(lineno, pending, np.zeros(1, np.int64), np.full(1, len(pending)))
-
-
-def split_lines(stream: IO[bytes], tick: Callable[[], object] | None = None) -> Iterator[str]:
-    """The decoded lines of a binary stream (see :func:`line_blocks`); a line longer than
-    :data:`MAX_LINE_BYTES` comes out as a :class:`TooLong` of its start."""
-    for block in line_blocks(stream, tick):
-        for i in range(len(block)):
-            yield block.line(i)
 
 
 def _line(raw: bytes) -> str:
@@ -257,7 +250,8 @@ def _decompressed(raw: io.BufferedReader, name: str) -> Any:
 
 
 def open_lines(source: Source, progress: Callable[[int], object] | None = None) -> Iterator[str]:
-    """Yield the decoded lines of a source, without line ends (see :func:`split_lines`).
+    """Yield the decoded lines of a source, without line ends (see :func:`line_blocks` and
+    :meth:`Block.line`).
 
     Compressed input (gzip, bzip2, xz, zstd) and ``perf.data`` recordings are recognised by
     their first bytes, whatever the name, also on standard input (a recording there is
@@ -406,6 +400,14 @@ class LineParser:
             return BadLine(lineno, line, exc.message, exc.loc + 1)
         return self._record(lineno, line, header)
 
+    def body_parser(self, event: str, schema: EventSchema | None) -> BodyParser:
+        """The parser of ``event``'s bodies (built once per event)."""
+        body_parser = self._bodies.get(event)
+        if body_parser is None:
+            body_parser = BodyParser(schema, self._printer_fields, self.enums.get(event, {}), self.symbols)
+            self._bodies[event] = body_parser
+        return body_parser
+
     def _record(self, lineno: int, line: str, header: Header) -> Record | BadLine:
         if self.variant is Variant.FTRACE:
             schema = self._by_short_name.get(header.event)
@@ -413,12 +415,8 @@ class LineParser:
         else:
             schema = self.schemas.get(header.event)
             event = header.event
-        body_parser = self._bodies.get(event)
-        if body_parser is None:
-            body_parser = BodyParser(schema, self._printer_fields, self.enums.get(event, {}), self.symbols)
-            self._bodies[event] = body_parser
         try:
-            fields = body_parser.parse(header.body)
+            fields = self.body_parser(event, schema).parse(header.body)
         except BodyError as exc:
             return BadLine(lineno, line, exc.message, header.body_start + exc.loc + 1)
         return Record(lineno, header.time_ns, event, header.comm, header.tid, header.cpu, fields)

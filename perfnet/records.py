@@ -15,7 +15,7 @@ from typing import Final, Literal
 FieldValue = int | str | bool | None
 
 
-_ADDRESS_FIELDS: Final[Mapping[str, str]] = {"kmem:kmem_cache_free": "ptr"}
+ADDRESS_FIELDS: Final[Mapping[str, str]] = {"kmem:kmem_cache_free": "ptr"}
 """Events whose skb address is a field of another name (grammars/kmem.toml)."""
 
 
@@ -53,7 +53,7 @@ class Record:
     def skbaddr(self) -> int | None:
         """The skb's address, or None for events that carry none (``*_exit``); for the slab
         free of an skb (``kmem:kmem_cache_free``), the freed object's ``ptr``."""
-        value = self.fields.get(_ADDRESS_FIELDS.get(self.event, "skbaddr"))
+        value = self.fields.get(ADDRESS_FIELDS.get(self.event, "skbaddr"))
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @property

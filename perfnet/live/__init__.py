@@ -27,7 +27,7 @@ How a capture runs, and why:
   schema of, fails quietly without privileges (the syntax is still checked).
 """
 
-from perfnet.live.api import STOPPED_BY, RecordStream, capture, stream
+from perfnet.live.api import STOPPED_BY, RecordStream, capture, react_to_signals, stream
 from perfnet.live.config import DEFAULT_EVENTS, CaptureConfig, Mode
 from perfnet.live.stats import CaptureStats
 
@@ -39,5 +39,6 @@ __all__ = [
     "Mode",
     "RecordStream",
     "capture",
+    "react_to_signals",
     "stream",
 ]

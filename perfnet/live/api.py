@@ -28,6 +28,15 @@ STOPPED_BY: Final[Mapping[int, str]] = {
 """What ``partial`` says of a capture a signal stopped."""
 
 
+def react_to_signals(capture: Session | RecordStream, received: Sequence[int]) -> None:
+    """What a capture does on the signals received so far: the first stops it (perf flushes
+    what it has), a second kills perf and the command at once."""
+    if len(received) == 1:
+        capture.stop(STOPPED_BY[received[0]])
+    elif received:
+        capture.kill(f"{STOPPED_BY[received[0]]}, then killed by a second signal")
+
+
 @contextlib.contextmanager
 def _signals_stop(session: Session, signals: Sequence[signal.Signals]) -> Iterator[list[int]]:
     """While capturing, ``signals`` stop the capture instead of ending the process at once:
@@ -46,10 +55,7 @@ def _signals_stop(session: Session, signals: Sequence[signal.Signals]) -> Iterat
 
     def handler(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
-        if len(received) == 1:
-            session.stop(STOPPED_BY[signum])
-        else:
-            session.kill(f"{STOPPED_BY[received[0]]}, then killed by a second signal")
+        react_to_signals(session, received)
 
     defaults = {signal.SIGINT: signal.default_int_handler}
     previous = {}
