@@ -11,6 +11,7 @@ system-wide captures here only count events on this lab's uniquely named bridge.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -118,12 +119,21 @@ def descendants(pid: int | None = None) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
+def names(procs: list[psutil.Process]) -> set[str]:
+    """The names of ``procs`` still running (short-lived helpers such as ``ip`` may be gone)."""
+    found = set()
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found.add(proc.name())
+    return found
+
+
 def wait_for_descendant(name: str, pid: int | None = None, timeout: float = 30) -> list[psutil.Process]:
     """The descendants of ``pid`` (default: this process) once one of them is called ``name``."""
     deadline = time.monotonic() + timeout
     while True:
         procs = descendants(pid)
-        if name in {p.name() for p in procs}:
+        if name in names(procs):
             return procs
         assert time.monotonic() < deadline, f"no {name} process started"
         time.sleep(0.02)
@@ -277,7 +287,7 @@ def test_stream_hands_out_records_while_the_command_runs(lab: Lab) -> None:
 def test_leaving_a_stream_early_stops_perf_and_the_command() -> None:
     with stream(["sleep", "30"], system_wide=True) as live:
         procs = wait_for_descendant("sleep")
-        assert "perf" in {p.name() for p in procs}
+        assert "perf" in names(procs)
         started = time.monotonic()
     assert time.monotonic() - started < 5
     assert live.partial == "stopped by the caller"
@@ -509,7 +519,7 @@ def test_ctrl_c_returns_the_trace_so_far_and_leaves_no_process(lab: Lab) -> None
     )
     try:
         procs = wait_for_descendant("sleep", proc.pid)  # the command runs: the capture is live
-        names = {p.name() for p in procs}
+        running = names(procs)
         assert lab.ping(lab.ctr2_addr, PINGS).returncode == 0
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
@@ -520,7 +530,7 @@ def test_ctrl_c_returns_the_trace_so_far_and_leaves_no_process(lab: Lab) -> None
     assert proc.returncode == 0
     result = json.loads(out)
     assert result == {"partial": "interrupted (Ctrl-C)", "returncode": -signal.SIGINT, "requests": PINGS}
-    assert {"perf", "sleep"} <= names
+    assert {"perf", "sleep"} <= running
     assert gone(procs) == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import shlex
 import signal
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -16,6 +17,7 @@ from perfnet.grammar import Variant
 from perfnet.live.config import Mode, configure
 from perfnet.live.session import Session
 from perfnet.live.stats import CaptureStats
+from perfnet.perf import TracedCommandError
 from perfnet.records import Item, Record
 from perfnet.topology import Topology
 from perfnet.trace import Trace
@@ -70,6 +72,18 @@ def _signals_stop(session: Session, signals: Sequence[signal.Signals]) -> Iterat
         ending = next((sig for sig in received if sig in (signal.SIGTERM, signal.SIGHUP)), None)
         if ending is not None:
             signal.raise_signal(ending)
+
+
+def _command_error(command: Sequence[str], trace: Trace | None, failure: tuple[str, int]) -> TracedCommandError:
+    """The error to raise when the traced command failed (:meth:`Session.failure`)."""
+    reason, rc = failure
+    where = "are on this error's .trace" if trace is not None else "were handed out"
+    return TracedCommandError(
+        f"traced {reason}: {shlex.join(command)}\n"
+        f"hint: check the command on its own; the events captured until it ended {where}",
+        trace,
+        rc,
+    )
 
 
 # --- public API -----------------------------------------------------------------------------
@@ -155,7 +169,7 @@ def capture(
         capture_stats=session.stats,
     )
     if failure is not None:
-        raise session.command_error(trace, failure)
+        raise _command_error(session.options.command, trace, failure)
     return trace
 
 
@@ -188,7 +202,7 @@ class RecordStream(Iterator[Record]):
         self._session.close()
         failure = self._session.failure()
         if failure is not None:
-            raise self._session.command_error(None, failure)
+            raise _command_error(self._session.options.command, None, failure)
         raise StopIteration
 
     def stop(self, reason: str = "stopped by the caller") -> None:

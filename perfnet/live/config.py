@@ -36,6 +36,23 @@ class CaptureConfig:
     mode: Mode
     markers: tuple[tuple[str, str], ...] = ()  # (event, filter) perfnet adds to the default events
 
+    def perf_args(self, perf: str, output: str) -> list[str]:
+        """perf's command line before its workload, writing to ``output`` (``-o``)."""
+        args = [perf, "trace", "--no-syscalls"] if self.mode == "trace" else [perf, "record"]
+        for event in self.events:
+            args += ["-e", event]
+        if self.filter is not None:
+            args += ["--filter", self.filter]
+        for event, marker_filter in self.markers:  # a --filter applies to the -e right before it
+            args += ["-e", event, "--filter", marker_filter]
+        if self.system_wide:
+            args.append("-a")
+        if self.pid is not None:
+            args += ["-p", str(self.pid)]
+        if self.callgraph is not None:
+            args.append(f"--call-graph={self.callgraph}")
+        return [*args, "-o", output]
+
 
 DEFAULT_EVENTS: Final = ("net:*",)
 """What perfnet traces when not told: every ``net:*`` tracepoint, plus the skb free marker

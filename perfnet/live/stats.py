@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 import pandas as pd
+import psutil
 
 from perfnet.host.netns import netns_names, packet_counters
-from perfnet.records import Record
+from perfnet.live.perf_process import PerfProcess
+from perfnet.perf import perf_version
+from perfnet.records import Item, Message, Record
 
 _XMIT: Final = "net:net_dev_xmit"
 _QUEUE: Final = "net:net_dev_queue"
@@ -126,3 +131,59 @@ class Tally:
 
     def rx_events(self, dev: str) -> int | None:
         return self.rx[dev] if self.rx_captured else None
+
+
+class Accounting:
+    """Counter-versus-event accounting of one capture: the interface counters when tracing went
+    live and when the command ended, the events counted as they are parsed, perf's losses."""
+
+    def __init__(self) -> None:
+        self.tally = Tally(set())
+        self.lost = 0
+        self._before: Counters = {}
+        self._after: Counters = {}
+
+    def begin(self, captured: set[str]) -> None:
+        """Tracing is live with these events: read the counters."""
+        self.tally = Tally(captured)
+        self._before = link_counters()
+
+    def end(self) -> None:
+        """The command has ended, perf still traces: read the counters again."""
+        if self._before:
+            self._after = link_counters()
+
+    def count(self, items: Iterator[Item]) -> Iterator[Item]:
+        """Pass ``items`` on, counting their events and losses."""
+        for item in items:
+            if isinstance(item, Record):
+                self.tally.add(item)
+            elif isinstance(item, Message):
+                self.lost += item.lost
+            yield item
+
+    def frame(self) -> pd.DataFrame:
+        """:attr:`CaptureStats.counters`."""
+        return counter_frame(self._before, self._after, self.tally)
+
+
+def capture_stats(
+    perf: PerfProcess, accounting: Accounting, argv: Sequence[str], command: tuple[str, ...], returncode: int | None
+) -> CaptureStats:
+    """The :class:`CaptureStats` of a capture whose perf has been reaped."""
+    return CaptureStats(
+        argv=tuple(argv),
+        command=command,
+        returncode=returncode,
+        perf_version=perf_version(argv[0]),
+        kernel=os.uname().release,
+        wall_s=perf.ended - perf.started,
+        started_at=perf.started_at,
+        boot_time=psutil.boot_time(),
+        cpu_user_s=perf.cpu[0],
+        cpu_system_s=perf.cpu[1],
+        peak_rss_bytes=perf.peak_rss,
+        lost=accounting.lost,
+        counters=accounting.frame(),
+        perf_stderr=perf.stderr,
+    )
