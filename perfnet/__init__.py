@@ -18,9 +18,7 @@ from perfnet.bundled import example_capture
 from perfnet.columns import read_columns
 from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, SchemaError, UsageError
 from perfnet.grammar import Variant
-from perfnet.kallsyms import load_kallsyms
-from perfnet.live import CaptureStats, capture, stream
-from perfnet.perf import (
+from perfnet.host.perf import (
     FilterError,
     PerfError,
     PerfNotFoundError,
@@ -28,6 +26,8 @@ from perfnet.perf import (
     TracedCommandError,
     UnknownEventError,
 )
+from perfnet.kallsyms import load_kallsyms
+from perfnet.live import CaptureStats, capture, stream
 from perfnet.reader import Source, open_items
 from perfnet.records import BadLine, Message, Record
 from perfnet.schema import EventSchema, load_enum_tables, load_schemas

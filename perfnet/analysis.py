@@ -5,22 +5,20 @@ Every function takes a frame from :mod:`perfnet.paths` (``hops``, ``stages`` or 
 and returns a new DataFrame; nothing here reads events or knows about text formats.
 Latencies stay in integer nanoseconds as the frames give them; means and percentiles are
 float nanoseconds (percentiles interpolate linearly between samples, as numpy does).
-:func:`compare` also takes whole :class:`perfnet.Trace` objects, to compare two captures.
+:func:`compare` also takes whole captures (a :class:`perfnet.Trace`, or anything with its
+frames: :class:`Capture`), to compare two captures.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from perfnet.errors import UsageError
-
-if TYPE_CHECKING:
-    from perfnet.trace import Trace
 
 __all__ = [
     "COMPARE_COLUMNS",
@@ -32,6 +30,24 @@ __all__ = [
     "slowest",
     "stage_latency",
 ]
+
+
+class Capture(Protocol):
+    """The frames of a capture that summaries and plots read; :class:`perfnet.Trace` has them."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def events(self) -> pd.DataFrame: ...
+    @property
+    def labels(self) -> pd.DataFrame: ...
+    @property
+    def packets(self) -> pd.DataFrame: ...
+    @property
+    def hops(self) -> pd.DataFrame: ...
+    @property
+    def stages(self) -> pd.DataFrame: ...
+
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 """The percentiles every latency summary reports, as ``p50_ns``, ``p90_ns``, ``p99_ns``."""
@@ -56,15 +72,15 @@ def _latency_summary(frame: pd.DataFrame, by: Sequence[str], column: str) -> pd.
     return summary.reset_index().sort_values("count", ascending=False, kind="stable", ignore_index=True)
 
 
-def with_namespaces(trace: Trace) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The trace's ``packets`` and ``hops`` with device names qualified by namespace where the
+def with_namespaces(capture: Capture) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The capture's ``packets`` and ``hops`` with device names qualified by namespace where the
     capture has a topology snapshot (``path`` from ``netns_path``, ``from_dev``/``to_dev`` from
     ``from_netns_dev``/``to_netns_dev``), so summaries keep ``eth0`` of two containers apart.
 
     Returns:
         ``(packets, hops)``: the frames as they are when there is no topology.
     """
-    packets, hops = trace.packets, trace.hops
+    packets, hops = capture.packets, capture.hops
     if "netns_path" not in packets:
         return packets, hops
     return (
@@ -177,7 +193,7 @@ _BOOT_CELLS: Final = 1 << 23
 FloatArray = npt.NDArray[np.float64]
 
 
-def _latency_frame(capture: Trace | pd.DataFrame, frame: str) -> pd.DataFrame:
+def _latency_frame(capture: Capture | pd.DataFrame, frame: str) -> pd.DataFrame:
     """``capture`` itself if it is a frame, else its ``hops`` or ``stages`` frame."""
     return capture if isinstance(capture, pd.DataFrame) else getattr(capture, frame)
 
@@ -210,8 +226,8 @@ def _stats(sample: FloatArray | None) -> tuple[int, float, float]:
 
 
 def compare(
-    a: Trace | pd.DataFrame,
-    b: Trace | pd.DataFrame,
+    a: Capture | pd.DataFrame,
+    b: Capture | pd.DataFrame,
     *,
     frame: Literal["hops", "stages"] = "hops",
     by: Sequence[str] | None = None,

@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from perfnet.perf import FilterError, format_text
-from perfnet.schema import EventSchema
+from perfnet.host.perf import FilterError, format_text
+from perfnet.schema import EventSchema, format_fields
 
 # --- filters --------------------------------------------------------------------------------
 
@@ -42,8 +42,6 @@ _FILTER_TOKEN: Final = re.compile(
 _NUMBER: Final = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|\d+)")
 _IDENT: Final = re.compile(r"[A-Za-z_]\w*")
 _STRING_OPS: Final = ("==", "!=", "~")
-_FORMAT_FIELD: Final = re.compile(r"^\s*field:(?P<decl>[^;]+);", re.MULTILINE)
-_DECL: Final = re.compile(r"^(?P<ctype>.*?)\s*(?P<name>\w+)\s*(?P<array>\[[^\]]*\])?$")
 
 
 class _FilterSyntaxError(Exception):
@@ -51,17 +49,6 @@ class _FilterSyntaxError(Exception):
         super().__init__(message)
         self.pos = pos
         self.message = message
-
-
-def _format_fields(text: str) -> dict[str, bool]:
-    """Field name -> whether it is a string, from a tracefs ``format`` file."""
-    fields = {}
-    for match in _FORMAT_FIELD.finditer(text):
-        decl = _DECL.match(match["decl"].strip())
-        if decl:
-            ctype = decl["ctype"]
-            fields[decl["name"]] = "char" in ctype and bool(decl["array"] or "[]" in ctype or "*" in ctype)
-    return fields
 
 
 def _schema_fields(schema: EventSchema) -> tuple[dict[str, bool], dict[str, str], dict[str, tuple[int, int]]]:
@@ -235,7 +222,7 @@ def check_filter(expression: str, spec: str, schemas: Mapping[str, EventSchema])
     matched = [event for event in schemas if fnmatch.fnmatchcase(event, spec)]
     if not matched:
         fmt = format_text(spec) if ":" in spec and not any(c in spec for c in "*?[") else None
-        validate_filter(expression, spec, _format_fields(fmt) if fmt is not None else None)
+        validate_filter(expression, spec, format_fields(fmt) if fmt is not None else None)
         return
     for event in matched:
         fields, renamed, ranges = _schema_fields(schemas[event])

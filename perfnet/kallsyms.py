@@ -11,14 +11,12 @@ from __future__ import annotations
 import gzip
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Final, NamedTuple
+from typing import IO, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from perfnet.errors import PerfnetError
-
-PROC_KALLSYMS: Final = Path("/proc/kallsyms")
 
 
 class Kallsyms(NamedTuple):
@@ -74,13 +72,3 @@ def save_kallsyms(symbols: Kallsyms, dest: Path) -> None:
     """Write ``symbols`` to ``dest`` (gzip) in ``/proc/kallsyms`` format, for :func:`load_kallsyms`."""
     with gzip.open(dest, "wt", encoding="utf-8", compresslevel=6) as out:
         out.writelines(f"{int(a):016x} T {name}\n" for a, name in zip(symbols.addresses, symbols.names, strict=True))
-
-
-def host_symbols() -> Kallsyms | None:
-    """This kernel's text symbols, or None where their addresses are hidden (kptr_restrict, no
-    privileges) or ``/proc/kallsyms`` cannot be read."""
-    try:
-        symbols = load_kallsyms(PROC_KALLSYMS)
-    except PerfnetError:
-        return None
-    return symbols if len(symbols.addresses) and symbols.addresses[-1] != 0 else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,10 +24,8 @@ from matplotlib.axis import XAxis, YAxis
 from matplotlib.ticker import FuncFormatter
 
 from perfnet import analysis
+from perfnet.analysis import Capture
 from perfnet.errors import UsageError
-
-if TYPE_CHECKING:
-    from perfnet.trace import Trace
 
 __all__ = ["hop_latency", "latency_over_time", "path_frequency", "stage_latency", "timeline"]
 
@@ -70,9 +68,15 @@ def _source(data: object) -> str | None:
     return Path(source).name if source else None
 
 
-def _frame(data: Trace | pd.DataFrame, name: str) -> pd.DataFrame:
-    """``data`` itself if it is a frame, else the Trace's frame called ``name``."""
-    return data if isinstance(data, pd.DataFrame) else getattr(data, name)
+def _frame(data: Capture | pd.DataFrame, name: str) -> pd.DataFrame:
+    """``data`` itself if it is a frame, else the capture's frame called ``name``; its packets
+    and hops name devices as the summaries do (``eth0@ctr1``, :func:`analysis.with_namespaces`)."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    if name == "stages":
+        return data.stages
+    packets, hops = analysis.with_namespaces(data)
+    return packets if name == "packets" else hops
 
 
 def _title(what: str, data: object) -> str:
@@ -138,7 +142,7 @@ def _empty(ax: Axes, message: str, title: str) -> Axes:
 
 
 def hop_latency(
-    data: Trace | pd.DataFrame,
+    data: Capture | pd.DataFrame,
     ax: Axes | None = None,
     kind: Literal["ecdf", "hist"] = "ecdf",
     title: str | None = None,
@@ -233,14 +237,14 @@ def _assign_lanes(paths: Sequence[str]) -> tuple[list[tuple[str, int]], list[lis
     return lanes, visits
 
 
-def _packet_events(trace: Trace, ids: Sequence[int]) -> pd.DataFrame:
+def _packet_events(trace: Capture, ids: Sequence[int]) -> pd.DataFrame:
     """The events of these packets that belong to a visit, with ``packet_id`` and ``visit``."""
     events = trace.events[["time_ns", "event"]].join(trace.labels)
     chosen = events["packet_id"].isin(ids).to_numpy() & (events["visit"] >= 0).to_numpy()
     return events[chosen]
 
 
-def timeline(trace: Trace, packet_ids: int | Sequence[int] | None = None, ax: Axes | None = None) -> Axes:
+def timeline(trace: Capture, packet_ids: int | Sequence[int] | None = None, ax: Axes | None = None) -> Axes:
     """A sequence diagram of packets: one lane per device visited, events as markers, hops as arrows.
 
     x is the time since the first event of the (first) packet, in µs; each event of the
@@ -262,7 +266,7 @@ def timeline(trace: Trace, packet_ids: int | Sequence[int] | None = None, ax: Ax
     Raises:
         UsageError: a packet id is not in ``trace.packets``.
     """
-    packets = trace.packets
+    packets = _frame(trace, "packets")
     if packet_ids is None:
         packet_ids = [int(analysis.slowest(packets, 1)["packet_id"].iloc[0])] if len(packets) else []
     ids = [packet_ids] if isinstance(packet_ids, int | np.integer) else [int(p) for p in packet_ids]
@@ -296,7 +300,7 @@ def timeline(trace: Trace, packet_ids: int | Sequence[int] | None = None, ax: Ax
             label=_short(name),
             zorder=3,
         )
-    hops = trace.hops[trace.hops["packet_id"].isin(ids)]
+    hops = trace.hops[trace.hops["packet_id"].isin(ids)]  # its hop numbers: the lanes are the packets' visits
     for pid, hop, begun, latency in zip(
         hops["packet_id"], hops["hop"], hops["start_ns"], hops["latency_ns"], strict=True
     ):
@@ -329,7 +333,7 @@ def timeline(trace: Trace, packet_ids: int | Sequence[int] | None = None, ax: Ax
     return ax
 
 
-def stage_latency(data: Trace | pd.DataFrame, ax: Axes | None = None) -> Axes:
+def stage_latency(data: Capture | pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Box plots of each stage's latency: the time between consecutive events within one device.
 
     Args:
@@ -374,12 +378,30 @@ def stage_latency(data: Trace | pd.DataFrame, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def latency_over_time(trace: Trace, hop: str | tuple[str, str] | None = None, ax: Axes | None = None) -> Axes:
+def hop_ends(hop: str | tuple[str, str]) -> tuple[str, str]:
+    """The two devices of a hop given as ``"from>to"``, ``"from > to"``, ``"from → to"`` (as
+    the report prints hops) or ``(from, to)``.
+
+    Raises:
+        UsageError: not two device names.
+    """
+    if not isinstance(hop, str):
+        src, dst = hop
+        return src, dst
+    parts = [part.strip() for part in hop.replace(ARROW, ">").split(">")]
+    if len(parts) != 2 or not all(parts):
+        raise UsageError(f"a hop is two devices, 'from>to' (e.g. 'veth1>br0'), not {hop!r}")
+    return parts[0], parts[1]
+
+
+def latency_over_time(trace: Capture, hop: str | tuple[str, str] | None = None, ax: Axes | None = None) -> Axes:
     """The latency of one hop against capture time, one dot per packet: bursts and trends show up.
 
     Args:
         trace: the capture.
-        hop: ``"from>to"`` or ``(from, to)``; default the busiest hop (most packets).
+        hop: ``"from>to"`` (also ``"from > to"``, ``"from → to"``) or ``(from, to)``, with
+            devices named as the report names them (``eth0@ctr1``), or plain names for every
+            hop between devices so named; default the busiest hop (most packets).
         ax: where to draw; default a new figure.
 
     Returns:
@@ -389,18 +411,19 @@ def latency_over_time(trace: Trace, hop: str | tuple[str, str] | None = None, ax
     Raises:
         UsageError: the capture has no such hop (the message lists the hops it has).
     """
-    hops = trace.hops
+    hops = _frame(trace, "hops")
     ax = _axes(ax, (10, 4.5))
     if hops.empty:
         return _empty(ax, "no hops in this capture", _title("Hop latency over time", trace))
     if hop is None:
         busiest = analysis.hop_latency(hops).iloc[0]
         src, dst = str(busiest["from_dev"]), str(busiest["to_dev"])
-    elif isinstance(hop, str):
-        src, _, dst = hop.partition(">")
     else:
-        src, dst = hop
+        src, dst = hop_ends(hop)
     rows = hops[(hops["from_dev"].astype(str) == src) & (hops["to_dev"].astype(str) == dst)]
+    if rows.empty:  # plain device names (eth0>eth1) take every hop between devices so named
+        plain = trace.hops
+        rows = hops[((plain["from_dev"].astype(str) == src) & (plain["to_dev"].astype(str) == dst)).to_numpy()]
     if rows.empty:
         known = sorted({f"{a}>{b}" for a, b in zip(hops["from_dev"], hops["to_dev"], strict=True)})
         raise UsageError(f"no hop {src}>{dst} in {_source(trace) or 'this capture'}; hops: {known}")
@@ -418,7 +441,7 @@ def latency_over_time(trace: Trace, hop: str | tuple[str, str] | None = None, ax
     return ax
 
 
-def path_frequency(data: Trace | pd.DataFrame, ax: Axes | None = None, top: int = 20) -> Axes:
+def path_frequency(data: Capture | pd.DataFrame, ax: Axes | None = None, top: int = 20) -> Axes:
     """How many packets took each path, as horizontal bars, most frequent on top.
 
     Args:

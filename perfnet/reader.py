@@ -42,8 +42,8 @@ from perfnet.grammar import (
     parse_header,
     parse_header_grammar,
 )
+from perfnet.host.perf import PERF_DATA_MAGIC, read_perf_data
 from perfnet.kallsyms import Kallsyms
-from perfnet.perf import PERF_DATA_MAGIC, read_perf_data
 from perfnet.records import BadLine, Item, Message, MessageKind, Record
 from perfnet.schema import EventSchema
 

@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from perfnet.bundled import grammars_dir
 from perfnet.errors import SchemaError
@@ -190,6 +190,21 @@ def load_schemas(extra: Iterable[Path | str] = ()) -> dict[str, EventSchema]:
 
 _SYMBOLIC = re.compile(r"__print_symbolic\(REC->(?P<field>\w+),(?P<table>(?:\s*\{\s*-?\w+\s*,\s*\"[^\"]*\"\s*\},?)+)\)")
 _SYMBOL_ENTRY = re.compile(r"\{\s*(?P<number>-?(?:0x[0-9a-fA-F]+|\d+))\s*,\s*\"(?P<name>[^\"]*)\"\s*\}")
+
+
+_FORMAT_FIELD: Final = re.compile(r"^\s*field:(?P<decl>[^;]+);", re.MULTILINE)
+_DECL: Final = re.compile(r"^(?P<ctype>.*?)\s*(?P<name>\w+)\s*(?P<array>\[[^\]]*\])?$")
+
+
+def format_fields(text: str) -> dict[str, bool]:
+    """Field name -> whether it is a string, from a tracefs ``format`` file."""
+    fields = {}
+    for match in _FORMAT_FIELD.finditer(text):
+        decl = _DECL.match(match["decl"].strip())
+        if decl:
+            ctype = decl["ctype"]
+            fields[decl["name"]] = "char" in ctype and bool(decl["array"] or "[]" in ctype or "*" in ctype)
+    return fields
 
 
 def enum_tables_from_format(text: str) -> dict[str, dict[int, str]]:

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from perfnet import paths
+from perfnet import analysis, paths
 from perfnet.columns import Columns, Table, build_columns, categorical, release_memory
 from perfnet.display import to_html
 from perfnet.grammar import Variant
@@ -147,8 +147,6 @@ class Trace:
 
     def _repr_html_(self) -> str:
         """Jupyter's view of a trace: variant and counts, the paths taken, the hop latency table."""
-        from perfnet import analysis  # analysis builds on the frames this module defines
-
         name = html.escape(Path(self.source).name) if self.source else "(stream)"
         facts = (
             f"<b>{name}</b>: format <code>{self.format}</code>, {len(self._columns)} events, "

@@ -33,10 +33,7 @@ from conftest import run_as_nobody
 
 import perfnet
 from perfnet.filters import validate_filter
-from perfnet.kallsyms import load_kallsyms
-from perfnet.lab import Lab, require_root_and_tools
-from perfnet.live import CaptureStats, capture, stream
-from perfnet.perf import (
+from perfnet.host.perf import (
     FilterError,
     PerfError,
     PerfNotFoundError,
@@ -45,6 +42,9 @@ from perfnet.perf import (
     is_perf_data,
     read_perf_data,
 )
+from perfnet.kallsyms import load_kallsyms
+from perfnet.lab import Lab, require_root_and_tools
+from perfnet.live import CaptureStats, capture, stream
 
 REASON = require_root_and_tools()
 needs_lab = pytest.mark.skipif(REASON is not None, reason=REASON or "")

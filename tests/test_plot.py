@@ -64,16 +64,18 @@ def tick_labels(ax: Axes, axis: str = "y") -> list[str]:
 def test_hop_latency_ecdf_has_one_line_per_hop(trace: perfnet.Trace) -> None:
     ax = plot.hop_latency(trace)
     save(ax, "hop_latency_ecdf")
-    table = analysis.hop_latency(trace.hops)
-    assert len(table) == 6
+    # Devices named as the report's tables name them: the two eth0s of the capture stay apart.
+    _, hops = analysis.with_namespaces(trace)
+    table = analysis.hop_latency(hops)
+    assert len(table) == 8
     lines = ax.get_lines()
-    assert len(lines) == 6
+    assert len(lines) == 8
     expected = [f"{r.from_dev} {ARROW} {r.to_dev} (n={r.count})" for r in table.itertuples()]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == expected
     assert [line.get_label() for line in lines] == expected
     # Each line is the ECDF of that hop's latencies in µs: its steps sit at exactly those values.
     for line, row in zip(lines, table.itertuples(), strict=True):
-        hop = trace.hops[(trace.hops["from_dev"] == row.from_dev) & (trace.hops["to_dev"] == row.to_dev)]
+        hop = hops[(hops["from_dev"] == row.from_dev) & (hops["to_dev"] == row.to_dev)]
         x = np.asarray(line.get_xdata(), dtype=float)
         assert set(x[np.isfinite(x)]) == set(hop["latency_ns"] / 1000)
         assert np.nanmax(np.asarray(line.get_ydata(), dtype=float)) == 1.0
@@ -86,8 +88,8 @@ def test_hop_latency_histogram(trace: perfnet.Trace) -> None:
     ax = plot.hop_latency(trace, kind="hist", title="hops of the lab")
     save(ax, "hop_latency_hist")
     patches = [p for p in ax.patches if p.get_label() and not p.get_label().startswith("_")]
-    assert len(patches) == 6
-    assert patches[0].get_label() == f"eth0 {ARROW} eth1 (n=48)"
+    assert len(patches) == 8
+    assert patches[0].get_label() == f"eth0@inferred-2 {ARROW} eth1@inferred-2 (n=26)"
     assert ax.get_title() == "hops of the lab"
     with pytest.raises(ValueError, match="kind"):
         plot.hop_latency(trace, kind="violin")  # type: ignore[arg-type]
@@ -109,7 +111,7 @@ def test_timeline_of_a_known_packet(trace: perfnet.Trace) -> None:
     assert len(points) == packet["n_events"]
     events = trace.events.join(trace.labels).query("packet_id == 0")
     assert sorted(points[:, 0]) == pytest.approx(sorted((events["time_ns"] - packet["start_ns"]) / 1000))
-    assert tick_labels(ax) == ["pnbrd19e", "pnvd19e", "eth0", "eth1", "eth0"]
+    assert tick_labels(ax) == ["pnbrd19e", "pnvd19e", "eth0@inferred-2", "eth1@inferred-2", "eth0@inferred-1"]
     # Lane of each marker = the visit of its event; each hop an arrow from lane k to lane k + 1.
     assert sorted(points[:, 1]) == sorted(events["visit"])
     arrows = [a for a in ax.texts if isinstance(a, Annotation) and a.arrow_patch is not None]
@@ -120,7 +122,8 @@ def test_timeline_of_a_known_packet(trace: perfnet.Trace) -> None:
     assert legend[:3] == ["net_dev_queue", "net_dev_start_xmit", "net_dev_xmit"]
     assert set(legend) == {e.partition(":")[2] for e in events["event"]}
     assert "µs" in ax.get_xlabel()
-    assert ax.get_title().startswith("Packet 0: pnbrd19e>pnvd19e>eth0>eth1>eth0 (1,734 µs, consumed)")
+    labelled = "pnbrd19e>pnvd19e>eth0@inferred-2>eth1@inferred-2>eth0@inferred-1"
+    assert ax.get_title().startswith(f"Packet 0: {labelled} (1,734 µs, consumed)")
     assert ax.get_title().endswith("lab-trace.txt")
 
 
@@ -128,7 +131,7 @@ def test_timeline_defaults_to_the_slowest_packet(trace: perfnet.Trace) -> None:
     slowest = analysis.slowest(trace.packets, 1).iloc[0]
     ax = plot.timeline(trace)
     save(ax, "timeline_slowest")
-    assert ax.get_title().startswith(f"Packet {slowest['packet_id']}: {slowest['path']}")
+    assert ax.get_title().startswith(f"Packet {slowest['packet_id']}: {slowest['netns_path']}")
     assert len(scatter_points(ax)) == slowest["n_events"]
 
 
@@ -137,7 +140,7 @@ def test_timeline_of_a_request_and_its_reply_shares_lanes(trace: perfnet.Trace) 
     assert plot.timeline(trace, [0, 1], ax=ax) is ax
     save(ax, "timeline_packets_0_1")
     # The reply takes the request's path backwards: the same five lanes, 18 events each.
-    assert tick_labels(ax) == ["pnbrd19e", "pnvd19e", "eth0", "eth1", "eth0"]
+    assert tick_labels(ax) == ["pnbrd19e", "pnvd19e", "eth0@inferred-2", "eth1@inferred-2", "eth0@inferred-1"]
     assert len(scatter_points(ax)) == 36
     arrows = [a for a in ax.texts if isinstance(a, Annotation) and a.arrow_patch is not None]
     assert [(a.xyann[1], a.xy[1]) for a in arrows][4:] == [(4, 3), (3, 2), (2, 1), (1, 0)]
@@ -183,9 +186,9 @@ def test_stage_latency_from_a_frame_on_given_axes(trace: perfnet.Trace) -> None:
 def test_latency_over_time_defaults_to_the_busiest_hop(trace: perfnet.Trace) -> None:
     ax = plot.latency_over_time(trace)
     save(ax, "latency_over_time")
-    hop = trace.hops.query("from_dev == 'eth0' and to_dev == 'eth1'")
+    hop = trace.hops.query("from_netns_dev == 'eth0@inferred-2' and to_netns_dev == 'eth1@inferred-2'")
     points = scatter_points(ax)
-    assert len(points) == len(hop) == 48
+    assert len(points) == len(hop) == 26
     assert sorted(points[:, 1]) == pytest.approx(sorted(hop["latency_ns"] / 1000))
     # x: seconds since the capture's first event, when the packet arrived at eth0.
     opened = trace.events.join(trace.labels).query("visit >= 0").groupby(["packet_id", "visit"])["time_ns"].min()
@@ -193,22 +196,29 @@ def test_latency_over_time_defaults_to_the_busiest_hop(trace: perfnet.Trace) -> 
     first = trace.events["time_ns"].min()
     assert sorted(points[:, 0]) == pytest.approx(sorted((np.array(starts) - first) / 1e9))
     assert ax.get_yscale() == "log" and "µs" in ax.get_ylabel()
-    assert ax.get_title() == f"Latency of hop eth0 {ARROW} eth1 over time \N{EM DASH} lab-trace.txt"
+    hop_name = f"eth0@inferred-2 {ARROW} eth1@inferred-2"
+    assert ax.get_title() == f"Latency of hop {hop_name} over time \N{EM DASH} lab-trace.txt"
 
 
 def test_latency_over_time_of_a_named_hop(trace: perfnet.Trace) -> None:
     _, ax = plt.subplots()
-    assert plot.latency_over_time(trace, "pnvd19e>eth0", ax=ax) is ax
+    assert plot.latency_over_time(trace, "pnvd19e>eth0@inferred-2", ax=ax) is ax
     assert len(scatter_points(ax)) == 26
-    assert len(scatter_points(plot.latency_over_time(trace, ("eth0", "pnvd19e")))) == 22
-    with pytest.raises(ValueError, match=r"no hop eth1>pnbrd19e .*'eth0>eth1'"):
+    assert len(scatter_points(plot.latency_over_time(trace, ("eth0@inferred-2", "pnvd19e")))) == 22
+    # The report's own spelling, and plain names: every hop between devices so named.
+    assert len(scatter_points(plot.latency_over_time(trace, f"pnvd19e {ARROW} eth0@inferred-2"))) == 26
+    assert len(scatter_points(plot.latency_over_time(trace, "eth0 > eth1"))) == 48
+    with pytest.raises(ValueError, match=r"no hop eth1>pnbrd19e .*'eth0@inferred-1>eth1@inferred-2'"):
         plot.latency_over_time(trace, "eth1>pnbrd19e")
+    with pytest.raises(ValueError, match="a hop is two devices"):
+        plot.latency_over_time(trace, "eth1>")
 
 
 def test_path_frequency_bars_are_the_path_counts(trace: perfnet.Trace) -> None:
     ax = plot.path_frequency(trace)
     save(ax, "path_frequency")
-    table = analysis.path_table(trace.packets)
+    packets, _ = analysis.with_namespaces(trace)
+    table = analysis.path_table(packets)
     bars = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert [b.get_width() for b in bars] == table["count"].tolist() == [26, 22]
     assert tick_labels(ax) == [p.replace(">", f" {ARROW} ") for p in table["path"]]

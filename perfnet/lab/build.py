@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from perfnet.host.commands import CommandError, ns_argv, run
+from perfnet.host.commands import sysctl as set_sysctl
 from perfnet.host.netns import ip_links
 from perfnet.lab.plan import ALIAS_PREFIX, LabError, mac
 from perfnet.lab.workloads import Workloads
@@ -32,10 +32,10 @@ def build(lab: Workloads) -> None:
         checked(ns_argv(netns, ["ip", "link", "set", "dev", dev, "alias", alias]))
 
     def sysctl(netns: str | None, key: str, value: str) -> None:
-        if netns is None:
-            Path("/proc/sys", *key.split(".")).write_text(value)
-        else:
-            checked(ns_argv(netns, ["sysctl", "-q", "-w", f"{key}={value}"]))
+        try:
+            set_sysctl(netns, key, value)
+        except CommandError as exc:
+            raise LabError(f"lab {n.tag}: {exc}") from None
 
     # 1. namespaces, quiet by default (IPv6 off before any link exists)
     for ns in lab.namespaces:

@@ -13,12 +13,11 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-from perfnet.host.commands import link_exists, run
+from perfnet.host.commands import ipv6_available, link_exists, run
 from perfnet.host.netns import ip_links, netns_names
 from perfnet.lab.plan import ALIAS_PREFIX, OCTET_MAX, OCTET_MIN, PREFIX, STATE_DIR, TAG_RE, LabNames
 
@@ -212,6 +211,6 @@ def require_root_and_tools() -> str | None:
     missing = [tool for tool in ("ip", "perf", "ping", "sysctl") if shutil.which(tool) is None]
     if missing:
         return f"perfnet lab needs these tools on PATH: {', '.join(missing)}"
-    if not Path("/proc/sys/net/ipv6").is_dir():
+    if not ipv6_available():
         return "perfnet lab expects /proc/sys/net/ipv6 (to disable IPv6 on lab links)"
     return None

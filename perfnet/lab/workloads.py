@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from perfnet.errors import UsageError
-from perfnet.host.commands import ns_argv
+from perfnet.host.commands import end, ns_argv, run_in, spawn_in
 from perfnet.host.netns import packet_counters
 from perfnet.lab.plan import HTTP_FILE, HTTP_PORT, HttpServer, LabError, Plan
 
@@ -27,9 +27,13 @@ class Workloads(Plan):
 
     def exec_argv(self, netns: str | None, argv: Sequence[str]) -> list[str]:
         """``argv`` wrapped in ``ip netns exec NS`` (unchanged for the root netns)."""
+        self._own(netns)
+        return ns_argv(netns, argv)
+
+    def _own(self, netns: str | None) -> None:
+        """Refuse a namespace that is not this lab's (None: the root namespace)."""
         if netns is not None and netns not in (self.ctr1, self.ctr2):
             raise UsageError(f"not a namespace of this lab: {netns!r}")
-        return ns_argv(netns, argv)
 
     def run(self, netns: str | None, argv: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[Any]:
         """Run ``argv`` in ``netns``.
@@ -41,7 +45,8 @@ class Workloads(Plan):
         if "stdout" not in kw and "stderr" not in kw:
             kw.setdefault("capture_output", True)
         kw.setdefault("timeout", 60)
-        return subprocess.run(self.exec_argv(netns, argv), check=check, **kw)
+        self._own(netns)
+        return run_in(netns, argv, check=check, **kw)
 
     def check_dest(self, dest: str) -> None:
         """Raise ``ValueError`` unless ``dest`` is a lab address or loopback."""
@@ -74,26 +79,9 @@ class Workloads(Plan):
         tmp = tempfile.TemporaryDirectory(prefix=f"perfnet-lab-{self.tag}-")
         self._tmpdirs.append(tmp)
         Path(tmp.name, HTTP_FILE).write_text("hello from the perfnet lab\n" * 4)
-        argv = self.exec_argv(
-            netns,
-            [
-                sys.executable,
-                "-u",
-                "-m",
-                "http.server",
-                "--bind",
-                addr,
-                "--directory",
-                tmp.name,
-                str(port),
-            ],
-        )
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
+        argv = [sys.executable, "-u", "-m", "http.server", "--bind", addr, "--directory", tmp.name, str(port)]
+        self._own(netns)
+        proc = spawn_in(netns, argv)
         self._servers.append(proc)
         try:
             assert proc.stdout is not None
@@ -110,15 +98,7 @@ class Workloads(Plan):
                 self._tmpdirs.remove(tmp)
 
     def _stop_server(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        end(proc)
         if proc in self._servers:
             self._servers.remove(proc)
 

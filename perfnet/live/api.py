@@ -14,10 +14,10 @@ from typing import Final
 
 from perfnet.columns import ColumnBuilder, build_columns
 from perfnet.grammar import Variant
+from perfnet.host.perf import TracedCommandError
 from perfnet.live.config import Mode, configure
 from perfnet.live.session import Session
 from perfnet.live.stats import CaptureStats
-from perfnet.perf import TracedCommandError
 from perfnet.records import Item, Record
 from perfnet.topology import Topology
 from perfnet.trace import Trace

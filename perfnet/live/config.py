@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from perfnet.errors import UsageError
-from perfnet.perf import (
+from perfnet.host.perf import (
     TracedCommandError,
     skb_free_marker,
 )
@@ -56,7 +56,7 @@ class CaptureConfig:
 
 DEFAULT_EVENTS: Final = ("net:*",)
 """What perfnet traces when not told: every ``net:*`` tracepoint, plus the skb free marker
-(:func:`perfnet.perf.skb_free_marker`) where the host has it."""
+(:func:`perfnet.host.perf.skb_free_marker`) where the host has it."""
 
 
 def configure(

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from perfnet.errors import PerfnetError
 from perfnet.grammar import EnumTables
-from perfnet.kallsyms import Kallsyms, host_symbols
-from perfnet.perf import expand_events, format_text, tracepoints
+from perfnet.host.kernel import host_symbols
+from perfnet.host.perf import expand_events, format_text, tracepoints
+from perfnet.kallsyms import Kallsyms
 from perfnet.schema import EventSchema, enum_tables_from_format
 from perfnet.topology import Topology, snapshot
 

@@ -20,8 +20,8 @@ from typing import Final
 
 import psutil
 
+from perfnet.host.perf import PerfError, perf_error, read_perf_data
 from perfnet.host.procs import peak_rss
-from perfnet.perf import PerfError, perf_error, read_perf_data
 
 SAMPLE_INTERVAL: Final = 0.05  # s between samples of perf's memory and process tree
 _STDERR_LIMIT: Final = 1 << 20  # bytes of perf's stderr kept

@@ -12,6 +12,11 @@ from typing import Final
 
 from perfnet.filters import check_filter
 from perfnet.grammar import Variant
+from perfnet.host.perf import (
+    PerfError,
+    perf_binary,
+    perf_message,
+)
 from perfnet.host.procs import end_leftovers
 from perfnet.live.config import CaptureConfig, check_command
 from perfnet.live.facts import HostFacts
@@ -19,11 +24,6 @@ from perfnet.live.perf_process import PerfProcess
 from perfnet.live.raw import RawOutput
 from perfnet.live.stats import Accounting, CaptureStats, capture_stats
 from perfnet.live.workload import Workload
-from perfnet.perf import (
-    PerfError,
-    perf_binary,
-    perf_message,
-)
 from perfnet.reader import open_items
 from perfnet.records import Item
 from perfnet.schema import EventSchema, load_schemas
@@ -259,7 +259,9 @@ class Session:
         return self._workload.failure(stopped=self._stop_at is not None or perf_died)
 
 
-def _ending(partial: str | None, killed: bool, workload: Workload, raw: RawOutput | None, perf: PerfProcess) -> str | None:
+def _ending(
+    partial: str | None, killed: bool, workload: Workload, raw: RawOutput | None, perf: PerfProcess
+) -> str | None:
     """``partial`` with what the end of a capture adds: a supervisor that died, a raw output
     that could not be written, perf's own failure (when nothing else was said)."""
     if workload.vanished and not killed:

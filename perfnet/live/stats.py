@@ -12,8 +12,8 @@ import pandas as pd
 import psutil
 
 from perfnet.host.netns import netns_names, packet_counters
+from perfnet.host.perf import perf_version
 from perfnet.live.perf_process import PerfProcess
-from perfnet.perf import perf_version
 from perfnet.records import Item, Message, Record
 
 _XMIT: Final = "net:net_dev_xmit"
