@@ -27,7 +27,7 @@ from perfnet.host.perf import (
     UnknownEventError,
 )
 from perfnet.kallsyms import load_kallsyms
-from perfnet.live import CaptureStats, capture, stream
+from perfnet.live import CaptureConfig, CaptureStats, capture, configure, stream
 from perfnet.reader import Source, open_items
 from perfnet.records import BadLine, Message, Record
 from perfnet.schema import EventSchema, load_enum_tables, load_schemas
@@ -37,6 +37,7 @@ from perfnet.trace import Trace
 __all__ = [
     "HOST_TRACEFS",
     "BadLine",
+    "CaptureConfig",
     "CaptureStats",
     "EventSchema",
     "FilterError",
@@ -55,6 +56,7 @@ __all__ = [
     "UsageError",
     "Variant",
     "capture",
+    "configure",
     "example_capture",
     "iter_records",
     "read",

@@ -16,8 +16,8 @@ import perfnet
 from perfnet import analysis
 from perfnet.bundled import example_capture
 from perfnet.display import readable
-from perfnet.errors import PerfnetError
-from perfnet.live import STOPPED_BY, RecordStream, react_to_signals
+from perfnet.errors import PerfnetError, UsageError
+from perfnet.live import STOPPED_BY, RecordStream, configure, react_to_signals
 from perfnet.topology import Topology, device_label, snapshot
 
 _SHOWN_ERRORS = 5
@@ -189,16 +189,21 @@ def _event_line(rec: perfnet.Record, topology: Topology | None) -> str:
 
 def _live(args: argparse.Namespace, command: Sequence[str] | None) -> int:
     """Stream a capture: one line per event as it arrives, then the summary (also on Ctrl-C)."""
-    options = {
-        "events": args.event,  # None: perfnet's default, net:* and the skb free marker
-        "system_wide": args.all,
-        "pid": args.pid,
-        "duration": args.duration,
-        "raw_output": args.output,
-        "mode": "record" if args.record else "trace",
-        "filter": args.filter,
-        "callgraph": args.call_graph,
-    }
+    if not (command or args.all or args.pid is not None):
+        raise UsageError("nothing to trace: give a command (perfnet trace -- ping -c 3 ADDR), -a or -p PID")
+    if args.duration is not None and not args.duration > 0:
+        raise UsageError(f"--duration must be positive, not {args.duration:g}")
+    config = configure(
+        command or None,
+        events=args.event,  # None: perfnet's default, net:* and the skb free marker
+        system_wide=args.all,
+        pid=args.pid,
+        duration=args.duration,
+        raw_output=args.output,
+        mode="record" if args.record else "trace",
+        filter=args.filter,
+        callgraph=args.call_graph,
+    )
     received: list[int] = []  # signals, in order
     live: list[RecordStream] = []
 
@@ -211,7 +216,7 @@ def _live(args: argparse.Namespace, command: Sequence[str] | None) -> int:
     failed: perfnet.TracedCommandError | None = None
     out = _Terminal()
     try:
-        with perfnet.stream(command or None, **options) as stream:
+        with perfnet.stream(config) as stream:
             live.append(stream)
             react_to_signals(stream, received)  # signals while perf started
             try:

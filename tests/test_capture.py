@@ -537,6 +537,28 @@ def test_ctrl_c_returns_the_trace_so_far_and_leaves_no_process(lab: Lab) -> None
 # --- pure helpers ------------------------------------------------------------------------------
 
 
+def test_one_capture_config_serves_capture_stream_and_the_cli() -> None:
+    config = perfnet.configure(["ping", "-c", "1", "127.0.0.1"], events=["net:*"], duration=2.5, mode="record")
+    assert config.command == ("ping", "-c", "1", "127.0.0.1") and config.events == ("net:*",)
+    assert (config.duration, config.mode, config.system_wide, config.pid, config.markers) == (
+        2.5,
+        "record",
+        False,
+        None,
+        (),
+    )
+    assert perfnet.configure(config) is config
+    assert config.perf_args("perf", "out.data") == ["perf", "record", "-e", "net:*", "-o", "out.data"]
+    with pytest.raises(perfnet.UsageError, match=r"not both: \['duration'\]"):
+        perfnet.capture(config, duration=1)
+    with pytest.raises(perfnet.UsageError, match=r"not both"), perfnet.stream(config, pid=1):
+        pass
+    with pytest.raises(TypeError, match=r"unknown capture options: \['durations'\]"):
+        perfnet.configure(["true"], durations=1)  # type: ignore[call-arg]
+    with pytest.raises(perfnet.UsageError, match="duration must be positive"):
+        perfnet.configure(["true"], duration=0)
+
+
 def test_filters_are_checked_against_the_event_fields() -> None:
     fields = {"skbaddr": False, "len": False, "name": True}
     for good in ('len > 100 && name == "eth0"', "(len >= 64 || len & 0x1) && !(common_pid == 1)", 'name ~ "pn*"'):

@@ -193,3 +193,18 @@ def test_topology_save_writes_the_snapshot_read_finds(tmp_path: Path) -> None:
     trace = read(capture)
     assert not trace.topology.inferred and trace.topology == Topology.load(f"{capture}.topology.json")
     assert perfnet("topology", "save").returncode == 2
+
+
+def test_trace_options_are_checked_in_the_cli_s_words(tmp_path: Path) -> None:
+    # Refused before perf starts (no root needed): the messages name the CLI's options.
+    nothing = perfnet("trace")
+    assert nothing.returncode == 2 and nothing.stdout == ""
+    assert (
+        nothing.stderr == "perfnet: nothing to trace: give a command (perfnet trace -- ping -c 3 ADDR), -a or -p PID\n"
+    )
+    duration = perfnet("trace", "-a", "--duration", "0")
+    assert (duration.returncode, duration.stderr) == (2, "perfnet: --duration must be positive, not 0\n")
+    folder = perfnet("trace", "-a", "-o", str(tmp_path))
+    assert folder.returncode == 2
+    assert folder.stderr == f"perfnet: the raw output {tmp_path} is a directory; give a file name in it\n"
+    assert "Traceback" not in nothing.stderr + duration.stderr + folder.stderr

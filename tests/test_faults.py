@@ -147,7 +147,7 @@ def test_a_failing_command_still_gets_its_summary_and_its_status() -> None:
 
 @pytest.mark.parametrize("where", ["missing/raw.txt", "."], ids=["missing directory", "a directory"])
 def test_a_bad_output_path_is_a_usage_error_before_perf_starts(where: str, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="raw_output"):
+    with pytest.raises(UsageError, match="the raw output"):
         perfnet.capture(["true"], raw_output=tmp_path / where)
     assert "perf" not in below_named(os.getpid()).values()  # refused before perf started
     out = subprocess.run([*PERFNET, "trace", "-o", str(tmp_path / where), "--", "true"], capture_output=True, text=True)

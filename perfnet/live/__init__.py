@@ -28,17 +28,19 @@ How a capture runs, and why:
 """
 
 from perfnet.live.api import STOPPED_BY, RecordStream, capture, react_to_signals, stream
-from perfnet.live.config import DEFAULT_EVENTS, CaptureConfig, Mode
+from perfnet.live.config import DEFAULT_EVENTS, CaptureConfig, CaptureOptions, Mode, configure
 from perfnet.live.stats import CaptureStats
 
 __all__ = [
     "DEFAULT_EVENTS",
     "STOPPED_BY",
     "CaptureConfig",
+    "CaptureOptions",
     "CaptureStats",
     "Mode",
     "RecordStream",
     "capture",
+    "configure",
     "react_to_signals",
     "stream",
 ]

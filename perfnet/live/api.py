@@ -8,14 +8,13 @@ import shlex
 import signal
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Final, Unpack
 
 from perfnet.columns import ColumnBuilder, build_columns
 from perfnet.grammar import Variant
 from perfnet.host.perf import TracedCommandError
-from perfnet.live.config import Mode, configure
+from perfnet.live.config import CaptureConfig, CaptureOptions, configure
 from perfnet.live.session import Session
 from perfnet.live.stats import CaptureStats
 from perfnet.records import Item, Record
@@ -90,21 +89,14 @@ def _command_error(command: Sequence[str], trace: Trace | None, failure: tuple[s
 
 
 def capture(
-    command: Sequence[str] | None = None,
-    *,
-    events: Sequence[str] | None = None,
-    system_wide: bool = False,
-    pid: int | None = None,
-    duration: float | None = None,
-    callgraph: str | None = None,
-    filter: str | None = None,
-    raw_output: str | Path | None = None,
-    mode: Mode = "trace",
+    command: Sequence[str] | CaptureConfig | None = None,
+    **options: Unpack[CaptureOptions],
 ) -> Trace:
     """Trace a command (or the whole system, or a process) with perf and parse what it prints.
 
     Args:
-        command: the command to run and trace, an argv list (never a shell string).  Without
+        command: the command to run and trace, an argv list (never a shell string), or a
+            :class:`CaptureConfig` made by :func:`configure` (then no other arguments).  Without
             ``system_wide``/``pid`` only its tasks are traced (with their children, and the
             softirq work done in their context).  Its stdout and stderr are perfnet's; its stdin
             is ``/dev/null``.
@@ -147,8 +139,8 @@ def capture(
         TracedCommandError: the command could not start, or exited with a non-zero status (its
             ``trace`` holds what was captured).
     """
-    options = configure(command, events, system_wide, pid, duration, callgraph, filter, raw_output, mode)
-    session = Session(options)
+    config = configure(command, **options)
+    session = Session(config)
     with _signals_stop(session, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
         session.start()
         try:
@@ -163,7 +155,7 @@ def capture(
     trace = Trace(
         columns,
         variant,
-        source=str(options.raw_output or ""),
+        source=str(config.raw_output or ""),
         topology=session.topology,
         partial=failure[0] if failure is not None else session.partial,
         capture_stats=session.stats,
@@ -254,16 +246,8 @@ class RecordStream(Iterator[Record]):
 
 @contextlib.contextmanager
 def stream(
-    command: Sequence[str] | None = None,
-    *,
-    events: Sequence[str] | None = None,
-    system_wide: bool = False,
-    pid: int | None = None,
-    duration: float | None = None,
-    callgraph: str | None = None,
-    filter: str | None = None,
-    raw_output: str | Path | None = None,
-    mode: Mode = "trace",
+    command: Sequence[str] | CaptureConfig | None = None,
+    **options: Unpack[CaptureOptions],
 ) -> Iterator[RecordStream]:
     """Capture as :func:`capture` does, handing out typed records while the command still runs::
 
@@ -283,8 +267,8 @@ def stream(
         As :func:`capture`, at the start; :class:`TracedCommandError` (with ``trace`` None) from
         the iterator after the last record if the command failed.
     """
-    options = configure(command, events, system_wide, pid, duration, callgraph, filter, raw_output, mode)
-    session = Session(options)
+    config = configure(command, **options)
+    session = Session(config)
     with _signals_stop(session, (signal.SIGTERM, signal.SIGHUP)):
         session.start()
         try:

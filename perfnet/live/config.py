@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypedDict, Unpack
 
 from perfnet.errors import UsageError
 from perfnet.host.perf import (
@@ -59,24 +59,43 @@ DEFAULT_EVENTS: Final = ("net:*",)
 (:func:`perfnet.host.perf.skb_free_marker`) where the host has it."""
 
 
-def configure(
-    command: Sequence[str] | None,
-    events: Sequence[str] | None,
-    system_wide: bool,
-    pid: int | None,
-    duration: float | None,
-    callgraph: str | None,
-    filter: str | None,
-    raw_output: str | Path | None,
-    mode: str,
-) -> CaptureConfig:
+class CaptureOptions(TypedDict, total=False):
+    """The keywords of :func:`~perfnet.live.capture` and :func:`~perfnet.live.stream` (see
+    :func:`~perfnet.live.capture` for what each means); :func:`configure` checks them."""
+
+    events: Sequence[str] | None
+    system_wide: bool
+    pid: int | None
+    duration: float | None
+    callgraph: str | None
+    filter: str | None
+    raw_output: str | Path | None
+    mode: Mode
+
+
+def configure(command: Sequence[str] | CaptureConfig | None = None, **options: Unpack[CaptureOptions]) -> CaptureConfig:
     """The options of a capture, checked before perf starts.
+
+    ``command`` may be a :class:`CaptureConfig` already made (then no keywords).
 
     Raises:
         TypeError: ``command`` or ``events`` is a string, or an argument is not a string.
         UsageError: an invalid option: nothing to trace, an unknown mode, a duration that is
             not positive, an empty event name, an output path perf cannot write.
     """
+    if isinstance(command, CaptureConfig):
+        if options:
+            raise UsageError(f"give a CaptureConfig or keywords, not both: {sorted(options)}")
+        return command
+    unknown = set(options) - set(CaptureOptions.__annotations__)
+    if unknown:
+        raise TypeError(f"unknown capture options: {sorted(unknown)}")
+    events = options.get("events")
+    system_wide = bool(options.get("system_wide", False))
+    pid = options.get("pid")
+    duration = options.get("duration")
+    raw_output = options.get("raw_output")
+    mode = options.get("mode", "trace")
     if isinstance(command, str | bytes):
         raise TypeError("command must be an argv list such as ['ping', '-c', '3', addr], not a string")
     if isinstance(events, str | bytes):
@@ -104,8 +123,8 @@ def configure(
         system_wide,
         pid,
         duration,
-        callgraph,
-        filter,
+        options.get("callgraph"),
+        options.get("filter"),
         Path(raw_output) if raw_output is not None else None,
         mode,  # type: ignore[arg-type]
         (marker,) if marker is not None else (),
@@ -119,9 +138,9 @@ def _check_output(path: Path) -> None:
         UsageError: it is a directory, or its directory does not exist.
     """
     if path.is_dir():
-        raise UsageError(f"raw_output {path} is a directory; give a file name in it")
+        raise UsageError(f"the raw output {path} is a directory; give a file name in it")
     if not path.parent.is_dir():
-        raise UsageError(f"raw_output {path}: the directory {path.parent} does not exist")
+        raise UsageError(f"the raw output {path}: the directory {path.parent} does not exist")
 
 
 def check_command(argv: Sequence[str]) -> None:
