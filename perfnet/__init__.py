@@ -7,6 +7,7 @@ Every error derives from :class:`PerfnetError`.
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,6 +35,11 @@ from perfnet.schema import EventSchema, load_enum_tables, load_schemas
 from perfnet.topology import Topology
 from perfnet.trace import Trace
 
+try:
+    __version__ = importlib.metadata.version("perfnet")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree that was not installed
+    __version__ = "0+unknown"
+
 __all__ = [
     "HOST_TRACEFS",
     "BadLine",
@@ -55,6 +61,7 @@ __all__ = [
     "UnknownEventError",
     "UsageError",
     "Variant",
+    "__version__",
     "capture",
     "configure",
     "example_capture",

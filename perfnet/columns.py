@@ -482,6 +482,38 @@ class Columns:
                 out.append((shape.rows, shape.values[i], shape.codes[i]))
         return out
 
+    def take(self, rows: IntArray) -> Columns:
+        """These rows only (positions, ascending), with every message and bad line."""
+        keep = np.zeros(len(self), bool)
+        keep[rows] = True
+        position = np.cumsum(keep) - 1
+        shapes = []
+        for shape in self.shapes:
+            kept = keep[shape.rows]
+            shapes.append(
+                _FinalShape(
+                    shape.event,
+                    shape.names,
+                    shape.dtypes,
+                    position[shape.rows[kept]],
+                    shape.values,
+                    tuple(codes[kept] for codes in shape.codes),
+                )
+            )
+        linenos = set(self.lineno[rows].tolist())
+        return Columns(
+            self.lineno[rows],
+            self.time_ns[rows],
+            self.tid[rows],
+            self.cpu[rows],
+            self.comm[rows],
+            self.event[rows],
+            {lineno: chain for lineno, chain in self.callchain.items() if lineno in linenos},
+            tuple(shapes),
+            self.messages,
+            self.errors,
+        )
+
     def records(self, event: str | None = None) -> Iterator[Record]:
         """The events as :class:`Record` objects, in input order (of one tracepoint only, if given)."""
         chosen = [s for s in self.shapes if event is None or s.event == event]

@@ -1,21 +1,51 @@
-"""Frames for people: nanosecond columns shown in microseconds, shares in percent.
+"""Frames for people: nanosecond columns shown in microseconds, shares in percent, skb
+addresses in hex, ethertypes by name.
 
-The frames keep integer nanoseconds (exact, and what computations want); the CLI, Jupyter
-view and HTML report show microseconds with the unit in the column name.
+The frames keep integer nanoseconds, addresses and ethertypes as numbers (exact, and what
+computations want); the CLI, Jupyter view and HTML report show them as people read them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Final
+
 import pandas as pd
+
+ETHERTYPES: Final[Mapping[str, int]] = {
+    "ipv4": 0x0800,
+    "arp": 0x0806,
+    "vlan": 0x8100,
+    "ipv6": 0x86DD,
+    "qinq": 0x88A8,
+    "mpls": 0x8847,
+    "lldp": 0x88CC,
+}
+"""Ethertypes by name: the ``protocol`` the ``net:*`` events carry (nothing above it)."""
+
+_ETHERTYPE_NAMES: Final = {number: name for name, number in ETHERTYPES.items()}
+
+
+def protocol_name(protocol: object) -> str:
+    """An ethertype as people say it: ``ipv4``, or ``0x88b5`` for one without a name here; an
+    empty string where it is missing."""
+    if protocol is None or protocol is pd.NA or protocol != protocol:
+        return ""
+    number = int(protocol)  # type: ignore[call-overload]
+    return _ETHERTYPE_NAMES.get(number, f"{number:#06x}")
 
 
 def readable(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` with ``*_ns`` columns in µs (``p50_ns`` -> ``p50 (µs)``) and
-    ``share`` in percent (``share (%)``)."""
+    """A copy of ``frame`` with ``*_ns`` columns in µs (``p50_ns`` -> ``p50 (µs)``),
+    ``share`` in percent (``share (%)``), ``skbaddr`` in hex and ``protocol`` by name."""
     out = frame.copy()
     renames = {}
     for column in frame.columns:
-        if column.endswith("_ns"):
+        if column == "skbaddr":
+            out[column] = [f"{int(v):#x}" if pd.notna(v) else "" for v in frame[column]]
+        elif column == "protocol":
+            out[column] = [protocol_name(v) for v in frame[column]]
+        elif column.endswith("_ns"):
             out[column] = out[column].astype("float64") / 1000
             renames[column] = column.removesuffix("_ns").replace("_", " ") + " (µs)"
         elif column == "share":

@@ -62,6 +62,11 @@ class Record:
         value = self.fields.get("len")
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
+    def get(self, name: str, default: FieldValue = None) -> FieldValue:
+        """The field ``name``, or ``default`` where this event has no such field (events
+        differ: ``net_dev_queue`` has ``mac_header``, ``net_dev_xmit`` does not)."""
+        return self.fields.get(name, default)
+
     def __getattr__(self, name: str) -> FieldValue:
         # Only reached when normal attribute lookup fails: expose the event's own fields.
         try:

@@ -20,7 +20,8 @@ import pandas as pd
 
 from perfnet import analysis, paths
 from perfnet.columns import Columns, Table, build_columns, categorical, release_memory
-from perfnet.display import to_html
+from perfnet.display import ETHERTYPES, to_html
+from perfnet.errors import UsageError
 from perfnet.grammar import Variant
 from perfnet.infer import infer_topology
 from perfnet.records import Item, Record
@@ -83,6 +84,28 @@ def _typed_column(values: npt.NDArray[np.object_], dtype: str) -> Any:
     return pd.Series(values, dtype=object)
 
 
+def _names(given: str | Iterable[str]) -> set[str]:
+    return {given} if isinstance(given, str) else set(given)
+
+
+def _ethertypes(given: str | int | Iterable[str | int]) -> list[int]:
+    """Ethertype numbers of names (``ipv4``) or numbers."""
+    numbers = []
+    for one in [given] if isinstance(given, str | int) else given:
+        if isinstance(one, int):
+            numbers.append(one)
+        elif one.lower() in ETHERTYPES:
+            numbers.append(ETHERTYPES[one.lower()])
+        else:
+            try:
+                numbers.append(int(one, 0))
+            except ValueError:
+                raise UsageError(
+                    f"unknown protocol {one!r}: give an ethertype number or one of {sorted(ETHERTYPES)}"
+                ) from None
+    return numbers
+
+
 class Trace:
     """A parsed capture: its variant, events, non-event messages and unparsed lines.
 
@@ -98,6 +121,8 @@ class Trace:
         topology: the capturing host's interfaces, if known (else inferred from the events).
         partial: for a live capture, why it was cut short (None if it was not).
         capture_stats: for a live capture, perf's resource use and the loss accounting.
+        frames: the packets already rebuilt from these events (a filtered trace keeps its
+            parent's); None: rebuilt on first use.
     """
 
     def __init__(
@@ -108,8 +133,10 @@ class Trace:
         topology: Topology | None = None,
         partial: str | None = None,
         capture_stats: Any = None,
+        frames: paths.PathFrames | None = None,
     ) -> None:
         self._columns = columns
+        self._given_frames = frames
         self.format = format
         self.source = source
         self._snapshot = topology
@@ -248,6 +275,8 @@ class Trace:
 
     @cached_property
     def _frames(self) -> paths.PathFrames:
+        if self._given_frames is not None:
+            return self._given_frames
         # all path frames at once: they share one sorted, factorized view of the events
         losses = [m.lineno for m in self._columns.messages if m.lost]
         return paths.reconstruct(self.events, topology=self.topology, lost_linenos=losses)
@@ -304,6 +333,70 @@ class Trace:
     def drops(self) -> pd.DataFrame:
         """``skb:kfree_skb`` counts by ``reason``, ``location`` and the packet's device."""
         return self._frames.drops
+
+    def filter(
+        self,
+        dev: str | Iterable[str] | None = None,
+        netns: str | Iterable[str] | None = None,
+        protocol: str | int | Iterable[str | int] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> Trace:
+        """The packets that match every condition given, as a Trace: whole paths, with all
+        their events, the same packet ids, this trace's topology, messages and bad lines.
+
+        Args:
+            dev: the packet visited a device of this name (``eth0``), or this device of one
+                namespace as the paths label it (``eth0@ctr1``); one or several (any).
+            netns: the packet visited a device of this namespace (its label in
+                ``netns_path``; perfnet's own namespace is ``topology.home``); one or several.
+            protocol: the packet's ethertype, by name (``ipv4``, ``ipv6``, ``arp``: see
+                :data:`perfnet.display.ETHERTYPES`) or number (``0x0800``); one or several.
+                ``net:*`` events carry nothing above it.
+            since, until: the packet's first event is at least ``since`` and less than
+                ``until`` seconds after the capture's first event.
+
+        Raises:
+            UsageError: an unknown protocol name, or ``until`` before ``since``.
+        """
+        packets = self.packets
+        chosen = np.ones(len(packets), bool)
+        devices = [str(p).split(">") for p in packets["path"]]
+        labelled = [str(p).split(">") for p in packets["netns_path"]]
+        if dev is not None:
+            wanted = _names(dev)
+            chosen &= [bool(wanted & {*plain, *named}) for plain, named in zip(devices, labelled, strict=True)]
+        if netns is not None:
+            spaces = _names(netns)
+            home = self.topology.home
+            chosen &= [bool(spaces & {d.rpartition("@")[2] if "@" in d else home for d in named}) for named in labelled]
+        if protocol is not None:
+            chosen &= packets["protocol"].isin(_ethertypes(protocol)).fillna(False).to_numpy(bool)
+        if since is not None or until is not None:
+            if since is not None and until is not None and until < since:
+                raise UsageError(f"until ({until:g} s) is before since ({since:g} s)")
+            start = packets["start_ns"].to_numpy() - (int(self.events["time_ns"].min()) if len(self.events) else 0)
+            if since is not None:
+                chosen &= start >= since * 1e9
+            if until is not None:
+                chosen &= start < until * 1e9
+        return self._of_packets(packets["packet_id"].to_numpy()[chosen])
+
+    def _of_packets(self, ids: npt.NDArray[np.int64]) -> Trace:
+        """A trace of these packets only: their events, labels and frames, ids unchanged."""
+        frames = self._frames
+        rows = np.flatnonzero(frames.labels["packet_id"].isin(ids).to_numpy())
+        columns = self._columns.take(rows)
+        labels = frames.labels.iloc[rows].reset_index(drop=True)
+        events = self.events.iloc[rows].reset_index(drop=True)
+
+        def of(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["packet_id"].isin(ids)].reset_index(drop=True)
+
+        kept = paths.PathFrames(
+            labels, of(frames.packets), of(frames.hops), of(frames.stages), paths.drops(events, labels)
+        )
+        return Trace(columns, self.format, self.source, self.topology, self._partial, self._capture_stats, kept)
 
     @cached_property
     def messages(self) -> pd.DataFrame:

@@ -240,3 +240,19 @@ def test_progress_shows_on_standard_error_only_when_asked(capsys: pytest.Capture
     err = capsys.readouterr().err
     assert "mixed-trace.txt.gz" in err and "100%" in err
     assert len(shown.events) == len(quiet.events)
+
+
+def test_record_get_gives_a_default_where_an_event_has_no_such_field() -> None:
+    records = list(perfnet.iter_records(perfnet.example_capture()))  # perf trace: queue has 3 fields
+    start = next(r for r in records if r.event == "net:net_dev_start_xmit")
+    queue = next(r for r in records if r.event == "net:net_dev_queue")
+    assert start.get("gso_size") == 0 and start.get("network_offset") == 14
+    assert queue.get("gso_size") is None and queue.get("gso_size", -1) == -1  # perf trace prints no more
+    assert queue.get("len") == 98
+
+
+def test_the_version_is_the_installed_distribution_s() -> None:
+    import importlib.metadata
+
+    assert perfnet.__version__ == importlib.metadata.version("perfnet")
+    assert perfnet.__version__.count(".") == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterable
 from typing import Final
@@ -10,6 +11,14 @@ from typing import Final
 import psutil
 
 LEFTOVER_GRACE: Final = 1.0  # s between SIGTERM and SIGKILL for processes left behind
+
+
+def close_fds(*fds: int) -> None:
+    """Close these descriptors (negative ones are not open), ignoring any already closed."""
+    for fd in fds:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def peak_rss(pid: int) -> int:

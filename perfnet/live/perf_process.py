@@ -21,7 +21,7 @@ from typing import Final
 import psutil
 
 from perfnet.host.perf import PerfError, perf_error, read_perf_data
-from perfnet.host.procs import peak_rss
+from perfnet.host.procs import close_fds, peak_rss
 
 SAMPLE_INTERVAL: Final = 0.05  # s between samples of perf's memory and process tree
 _STDERR_LIMIT: Final = 1 << 20  # bytes of perf's stderr kept
@@ -136,10 +136,7 @@ class PerfProcess:
 
     def close(self) -> None:
         """Close the terminal, remove the recording (once perf and its readers are done)."""
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        close_fds(self._master, self._slave)
         self._master = self._slave = -1
         if self._tmpdir is not None:
             self._tmpdir.cleanup()

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from perfnet.host.procs import signal_tree
+from perfnet.host.procs import close_fds, signal_tree
 from perfnet.live import supervisor as supervisor_module
 
 
@@ -48,9 +48,7 @@ class Workload:
 
     def launched(self) -> None:
         """perf has been started (or failed to be): its copies are the supervisor's now."""
-        for fd in self.pass_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        close_fds(*self.pass_fds)
         self._status_w = self._control_r = self._err = -1
 
     def listen(self, on_end: Callable[[], None]) -> None:
@@ -112,10 +110,7 @@ class Workload:
     def close(self) -> None:
         """Close perfnet's ends: a supervisor still waiting for a byte reads EOF and exits (only
         once perf has ended: closed earlier, it would kill the command and perf)."""
-        for fd in (self._control, self._status if self._listener is None else -1, *self.pass_fds):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        close_fds(self._control, self._status if self._listener is None else -1, *self.pass_fds)
         self._control = -1
 
     def stop(self, grace: float) -> None:
