@@ -60,7 +60,7 @@ def test_protocol_by_name_or_number(mixed: perfnet.Trace) -> None:
     assert len(mixed.filter(protocol=0x0800).packets) == 1039
     assert len(mixed.filter(protocol="0x0800").packets) == 1039
     assert mixed.filter(protocol=["ipv6", "arp"]).packets.empty
-    with pytest.raises(perfnet.UsageError, match="unknown protocol 'ipx'.*ipv4"):
+    with pytest.raises(perfnet.UsageError, match=r"unknown protocol 'ipx'.*ipv4"):
         mixed.filter(protocol="ipx")
 
 
