@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from perfnet.bundled import example_capture
 from perfnet.columns import read_columns
+from perfnet.dataset import is_dataset, read_dataset
 from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, SchemaError, UsageError
 from perfnet.grammar import Variant
 from perfnet.host.perf import (
@@ -111,7 +112,9 @@ def read(
     Args:
         source: a path (gzip, bzip2, xz and zstd data are decompressed and a ``perf.data``
             recording is read through ``perf script``, known by their first bytes), a binary
-            file object, an iterable of lines, or ``"-"`` for standard input.
+            file object, an iterable of lines, or ``"-"`` for standard input.  A directory
+            ``perfnet convert`` wrote (see :mod:`perfnet.dataset`) gives back the Trace it
+            holds; the other arguments do not apply to it.
         format: the output variant (see :class:`Variant`); detected from the input if None.
         strict: raise :class:`ParseError` at the first bad line instead of recording it in
             ``Trace.errors``.
@@ -134,6 +137,8 @@ def read(
         NotPerfOutputError: the variant was detected, yet no line is an event or a perf message.
         PerfnetError: the source cannot be read, or a schema file is invalid.
     """
+    if isinstance(source, str | Path) and is_dataset(source):
+        return read_dataset(source)
     if topology is None:
         saved = _beside(source, ".topology.json")
         topology = Topology.load(saved) if saved is not None else None

@@ -444,7 +444,7 @@ class Columns:
     comm: pd.Categorical
     event: pd.Categorical
     callchain: Mapping[int, tuple[str, ...]]  # by lineno; events without one are absent
-    shapes: tuple[_FinalShape, ...]
+    shapes: tuple[FinalShape, ...]
     messages: tuple[Message, ...]
     errors: tuple[BadLine, ...]
 
@@ -491,7 +491,7 @@ class Columns:
         for shape in self.shapes:
             kept = keep[shape.rows]
             shapes.append(
-                _FinalShape(
+                FinalShape(
                     shape.event,
                     shape.names,
                     shape.dtypes,
@@ -546,7 +546,7 @@ class Columns:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class _FinalShape:
+class FinalShape:
     event: str
     names: tuple[str, ...]
     dtypes: tuple[str, ...]  # each field's pandas dtype, from its schema (object if it has none)
@@ -555,7 +555,7 @@ class _FinalShape:
     codes: tuple[npt.NDArray[np.integer[Any]], ...]
 
 
-def _narrow(codes: IntArray, count: int) -> npt.NDArray[np.integer[Any]]:
+def narrow(codes: IntArray, count: int) -> npt.NDArray[np.integer[Any]]:
     return codes.astype(np.int8 if count <= 127 else np.int16 if count <= 32767 else np.int32)
 
 
@@ -913,14 +913,14 @@ class ColumnBuilder:
             rows = rows[np.argsort(lineno[rows], kind="stable")].astype(np.int32)  # in line order, as the codes
             order = np.argsort(np.concatenate(s.linenos), kind="stable")
             shapes.append(
-                _FinalShape(
+                FinalShape(
                     s.event,
                     s.names,
                     tuple(self._dtype(s.event, name) for name in s.names),
                     rows,
                     tuple(t.values for t in s.tables),
                     tuple(
-                        _narrow(np.concatenate(c)[order], len(t.values)) for c, t in zip(s.codes, s.tables, strict=True)
+                        narrow(np.concatenate(c)[order], len(t.values)) for c, t in zip(s.codes, s.tables, strict=True)
                     ),
                 )
             )

@@ -1,0 +1,382 @@
+"""A capture as a Parquet dataset: :func:`write_dataset` writes one (``perfnet convert``),
+:func:`read_dataset` gives the same :class:`~perfnet.trace.Trace` back (``perfnet.read(DIR)``).
+
+Layout of a dataset directory (:data:`SCHEMA_VERSION` 1), one Parquet file per table so other
+tools (DuckDB, Spark, polars, pandas) read each on its own:
+
+* ``metadata.json``: schema version, perfnet version, variant, source, partial reason, the
+  capture's facts where known (perf and kernel version, wall-clock start, boot time, perf's
+  resource use), the topology, and each tracepoint's field shapes.
+* ``events.parquet``: the events frame (time order) with each event's ``packet_id``, ``visit``
+  and ``ended_by``.
+* ``details/<subsystem>.<event>.parquet``: each tracepoint's rows with all its typed fields
+  (:meth:`Trace.df`), plus ``shape`` (which of the event's field sets the row printed).
+* ``messages.parquet``, ``errors.parquet``: perf's messages and the lines that did not parse.
+* ``packets.parquet``, ``hops.parquet``, ``stages.parquet``, ``drops.parquet``: the packet
+  frames; ``counters.parquet``: a live capture's interface counters against its events.
+
+Columns keep their types: nullable integers, 64-bit addresses as ``uint64``, categories as
+dictionaries (their category order is kept in the file's metadata), callchains as lists of
+strings.  A column whose values mix types (an enum printed by name where the kernel's table is
+known and as a number where not) is stored as JSON text, and said so in the metadata.
+
+A dataset is written into a temporary directory beside ``DIR`` and renamed into place at the
+end: an interrupted or failed conversion leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from perfnet import paths
+from perfnet.columns import Columns, FinalShape, Table, narrow
+from perfnet.errors import PerfnetError, UsageError
+from perfnet.grammar import Variant
+from perfnet.live.stats import CaptureStats
+from perfnet.records import BadLine, Message
+from perfnet.topology import Topology
+from perfnet.trace import Trace
+
+SCHEMA_VERSION: Final = 1
+"""The layout :func:`write_dataset` writes; :func:`read_dataset` refuses newer ones."""
+
+METADATA: Final = "metadata.json"
+_CODEC_KEY: Final = b"perfnet"  # Parquet file metadata: how each column is encoded
+_LABEL_COLUMNS: Final = ("packet_id", "visit", "ended_by")
+_FRAMES: Final = ("packets", "hops", "stages", "drops")
+_NETNS_COLUMNS: Final = {"packets": ("netns_path",), "hops": ("from_netns_dev", "to_netns_dev")}
+
+
+class DatasetError(PerfnetError):
+    """A directory is not a perfnet dataset, or one this version cannot read."""
+
+
+def is_dataset(path: str | Path) -> bool:
+    """``path`` is a directory :func:`write_dataset` wrote."""
+    return Path(path, METADATA).is_file()
+
+
+# --- one frame <-> one Parquet file, exactly ---------------------------------------------------
+
+
+def _kind_of(values: Sequence[object]) -> str:
+    """How a column of Python values is stored: ``bool``, ``int``, ``str``, or ``json`` for
+    mixed types (None is missing in all of them)."""
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return "str"
+    if len(kinds) == 1:
+        kind = kinds.pop()
+        if kind in (bool, int, str):
+            return kind.__name__
+    return "json"
+
+
+def _arrow(values: Sequence[object], kind: str) -> pa.Array:
+    if kind == "json":
+        return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+    if kind == "int":
+        ints = [v for v in values if v is not None]
+        fits = all(-(1 << 63) <= v < (1 << 63) for v in ints)  # type: ignore[operator]
+        return pa.array(values, pa.int64() if fits else pa.uint64())
+    return pa.array(values, {"bool": pa.bool_(), "str": pa.string()}[kind])
+
+
+def _python(column: pa.ChunkedArray, kind: str) -> list[Any]:
+    """The column's values as Python values (JSON text decoded)."""
+    values = column.to_pylist()
+    return [None if v is None else json.loads(v) for v in values] if kind == "json" else values
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` so that :func:`read_frame` gives it back equal, dtypes and category
+    order included."""
+    arrays, codec = [], {}
+    for name in frame.columns:
+        series = frame[name]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            categories = list(series.cat.categories)
+            kind = "tuple" if categories and isinstance(categories[0], tuple) else _kind_of(categories)
+            if kind == "tuple":
+                arrays.append(pa.array([list(v) for v in series], pa.list_(pa.string())))
+                categories = [list(c) for c in categories]
+            else:
+                values = [None if c < 0 else categories[c] for c in series.cat.codes.tolist()]
+                arrays.append(_arrow(values, kind))
+            codec[name] = {"category": categories, "kind": kind, "type": str(series.cat.categories.dtype)}
+        elif series.dtype == object:
+            values = series.tolist()
+            kind = _kind_of(values)
+            arrays.append(_arrow(values, kind))
+            codec[name] = {"kind": kind}
+        else:
+            arrays.append(pa.Array.from_pandas(series))
+            codec[name] = {"dtype": str(series.dtype)}
+    table = pa.table(arrays, names=[str(c) for c in frame.columns])
+    table = table.replace_schema_metadata({_CODEC_KEY: json.dumps(codec).encode()})
+    pq.write_table(table, path)
+
+
+def _distinct(column: pa.ChunkedArray, kind: str) -> tuple[list[Any], np.ndarray]:
+    """The column's distinct values (None for missing) in order of first appearance, and each
+    row's index into them."""
+    encoded = pc.dictionary_encode(column.combine_chunks(), null_encoding="encode")
+    indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return _python(pa.chunked_array([encoded.dictionary]), kind), indices
+
+
+def _codes_in(column: pa.ChunkedArray, kind: str, categories: list[Any]) -> np.ndarray:
+    """Each row's position in ``categories`` (-1: missing)."""
+    distinct, indices = _distinct(column, kind)
+    where = {value: i for i, value in enumerate(categories)}
+    lookup = np.array([-1 if v is None else where[v] for v in distinct] + [-1], np.int64)
+    return lookup[indices]
+
+
+def _tuple_codes(column: pa.ChunkedArray, categories: list[tuple[str, ...]]) -> np.ndarray:
+    """Each row's position in ``categories``, for a column of lists (callchains: mostly empty,
+    so only the others are converted)."""
+    where = {value: i for i, value in enumerate(categories)}
+    flat = column.combine_chunks()
+    codes = np.full(len(flat), where.get((), -1), np.int64)
+    full = np.flatnonzero(pc.list_value_length(flat).to_numpy(zero_copy_only=False) > 0)
+    codes[full] = [where[tuple(v)] for v in flat.take(pa.array(full)).to_pylist()]
+    return codes
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """A frame :func:`write_frame` wrote."""
+    table = pq.read_table(path)
+    codec = json.loads((table.schema.metadata or {})[_CODEC_KEY])
+    columns: dict[str, Any] = {}
+    for name in table.column_names:
+        spec, column = codec[name], table.column(name)
+        if "category" in spec:
+            kind = spec["kind"]
+            if kind == "tuple":
+                categories: list[Any] = [tuple(c) for c in spec["category"]]
+                codes = _tuple_codes(column, categories)
+            else:
+                categories = spec["category"]
+                codes = _codes_in(column, kind, categories)
+            index = pd.Index(categories, dtype=object if spec["type"] == "object" else None, tupleize_cols=False)
+            columns[name] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(index))
+        elif "kind" in spec:
+            columns[name] = pd.Series(_python(column, spec["kind"]), dtype=object)
+        else:
+            columns[name] = pd.Series(column.to_pandas(types_mapper=pd.ArrowDtype).to_numpy(), dtype=spec["dtype"])
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+
+
+# --- a Trace <-> a dataset ----------------------------------------------------------------------
+
+
+def _detail_name(event: str) -> str:
+    return event.replace(":", ".") + ".parquet"
+
+
+def write_dataset(trace: Trace, out: str | Path, *, force: bool = False) -> Path:
+    """Write ``trace`` as a Parquet dataset in the directory ``out`` (layout in the module's
+    docstring), atomically.
+
+    Args:
+        trace: the capture.
+        out: the dataset directory to create.
+        force: replace ``out`` if it exists (only a perfnet dataset or an empty directory).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        UsageError: ``out`` exists (without ``force``), or is not a dataset nor empty.
+    """
+    out = Path(out)
+    if out.exists() and not (force and (is_dataset(out) or (out.is_dir() and not any(out.iterdir())))):
+        hint = "give --force to replace it" if is_dataset(out) else "it is not a perfnet dataset: choose another"
+        raise UsageError(f"{out} exists; {hint}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        _write_tables(trace, work)
+        _replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace(work: Path, out: Path) -> None:
+    """Move the finished dataset into place; an old one goes only once the new one is there."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.{os.getpid()}.old")
+        out.rename(old)
+    work.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_tables(trace: Trace, work: Path) -> None:
+    columns = trace._columns
+    events = pd.concat([trace.events, trace.labels[list(_LABEL_COLUMNS)]], axis=1)
+    write_frame(events, work / "events.parquet")
+    (work / "details").mkdir()
+    shapes: dict[str, list[dict[str, Any]]] = {}
+    for event in dict.fromkeys(shape.event for shape in columns.shapes):
+        frame, shapes[event] = _details(trace, event)
+        write_frame(frame, work / "details" / _detail_name(event))
+    write_frame(trace.messages, work / "messages.parquet")
+    write_frame(trace.errors, work / "errors.parquet")
+    for name in _FRAMES:
+        write_frame(getattr(trace, name), work / f"{name}.parquet")
+    stats = trace.capture_stats
+    if stats is not None:
+        write_frame(stats.counters, work / "counters.parquet")
+    metadata = {
+        "schema_version": SCHEMA_VERSION,
+        "perfnet_version": _version(),
+        "variant": trace.format.value,
+        "source": trace.source,
+        "partial": trace.partial,
+        "events": len(columns),
+        "shapes": shapes,
+        "topology": json.loads(trace.topology.to_json()),
+        "capture_stats": None if stats is None else _stats_facts(stats),
+    }
+    (work / METADATA).write_text(json.dumps(metadata, indent=1), encoding="utf-8")
+
+
+def _version() -> str:
+    from perfnet import __version__  # the package's own, set when it is imported
+
+    return __version__
+
+
+def _details(trace: Trace, event: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """``trace.df(event)`` with each row's shape, and the event's shapes (field names and dtypes)."""
+    columns = trace._columns
+    own = [shape for shape in columns.shapes if shape.event == event]
+    frame = trace.df(event)
+    shape_of = np.empty(len(columns), np.int32)
+    for i, shape in enumerate(own):
+        shape_of[shape.rows] = i
+    rows = np.sort(np.concatenate([shape.rows for shape in own]))  # df(event)'s rows: time order
+    frame.insert(len(frame.columns), "shape", shape_of[rows])
+    return frame, [{"names": list(s.names), "dtypes": list(s.dtypes)} for s in own]
+
+
+def _stats_facts(stats: CaptureStats) -> dict[str, Any]:
+    facts = dataclasses.asdict(dataclasses.replace(stats, counters=pd.DataFrame()))
+    facts.pop("counters")
+    return facts
+
+
+def read_dataset(path: str | Path) -> Trace:
+    """The :class:`Trace` a dataset holds: events, fields, messages, bad lines, packets with
+    their ids, hops, stages, drops, topology, partial reason and capture stats, as written.
+
+    Raises:
+        DatasetError: ``path`` is not a dataset, or one of a newer schema version.
+    """
+    root = Path(path)
+    try:
+        metadata = json.loads((root / METADATA).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{root} is not a perfnet dataset: {exc}") from None
+    version = metadata.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise DatasetError(
+            f"{root} is a dataset of schema version {version}; this perfnet reads up to {SCHEMA_VERSION}\n"
+            "hint: upgrade perfnet"
+        )
+    events = read_frame(root / "events.parquet")
+    columns = _columns(root, metadata, events)
+    labels = events[list(_LABEL_COLUMNS)]
+    frames = {name: read_frame(root / f"{name}.parquet") for name in _FRAMES}
+    for name, derived in _NETNS_COLUMNS.items():  # Trace labels them with its topology again
+        frames[name] = frames[name].drop(columns=[c for c in derived if c in frames[name]])
+    stats = metadata.get("capture_stats")
+    return Trace(
+        columns,
+        Variant(metadata["variant"]),
+        source=metadata["source"],
+        topology=Topology.from_json(json.dumps(metadata["topology"])),
+        partial=metadata["partial"],
+        capture_stats=None if stats is None else CaptureStats(**stats, counters=read_frame(root / "counters.parquet")),
+        frames=paths.PathFrames(labels=labels, **frames),
+    )
+
+
+def _columns(root: Path, metadata: dict[str, Any], events: pd.DataFrame) -> Columns:
+    """The trace's columns, rebuilt from the events and each tracepoint's details."""
+    lineno = events["lineno"].to_numpy(np.int64)
+    by_line = np.argsort(lineno, kind="stable")
+
+    def positions(linenos: np.ndarray) -> np.ndarray:
+        return by_line[np.searchsorted(lineno[by_line], linenos)]
+
+    shapes = []
+    for event, specs in metadata["shapes"].items():
+        details = pq.read_table(root / "details" / _detail_name(event))
+        codec = json.loads((details.schema.metadata or {})[_CODEC_KEY])
+        kinds = {name: _field_kind(spec) for name, spec in codec.items()}
+        details = details.take(pc.sort_indices(details, [("lineno", "ascending")]))  # a shape's rows: line order
+        shape_of = details.column("shape").to_numpy()
+        for i, spec in enumerate(specs):
+            rows = details.filter(pa.array(shape_of == i))
+            shapes.append(_shape(event, spec, rows, kinds, positions(rows.column("lineno").to_numpy())))
+    chains = {
+        int(line): chain for line, chain in zip(lineno.tolist(), events["callchain"].tolist(), strict=True) if chain
+    }
+    messages = read_frame(root / "messages.parquet")
+    errors = read_frame(root / "errors.parquet")
+    return Columns(
+        lineno,
+        events["time_ns"].to_numpy(np.int64),
+        events["tid"].array,
+        events["cpu"].array,
+        events["comm"].array,
+        events["event"].array,
+        chains,
+        tuple(shapes),
+        tuple(Message(*row) for row in _rows(messages, ("lineno", "kind", "text", "lost"))),
+        tuple(BadLine(*row) for row in _rows(errors, ("lineno", "line", "message", "column"))),
+    )
+
+
+def _field_kind(spec: dict[str, Any]) -> str:
+    """How a details column's values are read back as the parser typed them: JSON text, or
+    the values as they are (numbers of a typed column are Python ints, booleans bools)."""
+    return str(spec["kind"]) if spec.get("kind") == "json" else "plain"
+
+
+def _rows(frame: pd.DataFrame, names: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The rows of these columns, as Python values."""
+    return list(zip(*(frame[name].astype(object).tolist() for name in names), strict=True))
+
+
+def _shape(
+    event: str, spec: dict[str, Any], rows: pa.Table, kinds: dict[str, str], positions: np.ndarray
+) -> FinalShape:
+    """One field set of an event: its rows (line order) and each field's distinct values."""
+    values, codes = [], []
+    for name in spec["names"]:
+        distinct, indices = _distinct(rows.column(name), kinds[name])
+        table = Table()
+        remap = np.append(table.codes(distinct), -1)
+        codes.append(narrow(remap[indices], len(table.values)))
+        values.append(table.values)
+    return FinalShape(event, tuple(spec["names"]), tuple(spec["dtypes"]), positions, tuple(values), tuple(codes))

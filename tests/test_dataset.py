@@ -1,0 +1,177 @@
+"""Parquet datasets: a Trace written by write_dataset and read back (perfnet.read(DIR)) is the
+same Trace; writing is atomic; columns keep their types for other tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import perfnet
+from perfnet import dataset
+from perfnet.grammar import Variant
+from perfnet.records import Record
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SOURCES = [
+    "lab-trace.txt",
+    "lab-trace-callgraph.txt",
+    "lab-script.txt",
+    "lab-script-g.txt",
+    "lab-trace-libtraceevent.txt",
+    "lab-ftrace.txt",
+    "lab-trace-old-converted.txt",
+    "seed-old-perf-1.txt",
+    "tbf-limited.txt",
+    "paths/mixed-script.txt.gz",
+    "paths/tcp-up-trace.txt.gz",
+]
+FRAMES = ("events", "labels", "packets", "hops", "stages", "drops", "messages", "errors")
+
+
+def assert_same_trace(a: perfnet.Trace, b: perfnet.Trace) -> None:
+    for name in FRAMES:
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), obj=name)
+    for event in a.event_counts():
+        pd.testing.assert_frame_equal(a.df(event), b.df(event), obj=event)
+    assert list(a.records()) == list(b.records())
+    assert (a.format, a.source, a.partial) == (b.format, b.source, b.partial)
+    assert a.topology == b.topology
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_a_dataset_gives_the_same_trace_back(name: str, tmp_path: Path) -> None:
+    trace = perfnet.read(FIXTURES / name)
+    out = dataset.write_dataset(trace, tmp_path / "ds")
+    assert_same_trace(trace, perfnet.read(out))
+
+
+def test_a_snapshot_topology_and_packet_ids_are_kept(tmp_path: Path) -> None:
+    paths = FIXTURES / "paths"
+    trace = perfnet.read(paths / "mixed-script.txt.gz", topology=paths / "paths.topology.json")
+    back = perfnet.read(dataset.write_dataset(trace, tmp_path / "ds"))
+    assert not back.topology.inferred and back.topology.home == "netns:4026531833"
+    assert back.packets["netns_path"].value_counts().iloc[0] == 405
+    assert back.packets["packet_id"].tolist() == list(range(1039))
+    # a filtered trace keeps its packets' ids through a dataset too
+    only = trace.filter(dev="mv0")
+    again = perfnet.read(dataset.write_dataset(only, tmp_path / "mv0"))
+    assert again.packets["packet_id"].tolist() == only.packets["packet_id"].tolist()
+    assert len(again.packets) == 60
+    assert_same_trace(only, again)
+
+
+def test_tables_are_typed_for_other_tools(tmp_path: Path) -> None:
+    trace = perfnet.read(FIXTURES / "lab-trace-callgraph.txt")
+    out = dataset.write_dataset(trace, tmp_path / "ds")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "details",
+        "drops.parquet",
+        "errors.parquet",
+        "events.parquet",
+        "hops.parquet",
+        "messages.parquet",
+        "metadata.json",
+        "packets.parquet",
+        "stages.parquet",
+    ]
+    events = pq.read_table(out / "events.parquet")
+    types = {field.name: str(field.type) for field in events.schema}
+    assert types["skbaddr"] == "uint64" and types["len"] == "uint32" and types["tid"] == "uint32"
+    assert types["callchain"] == "list<element: string>" and types["time_ns"] == "int64"
+    assert types["packet_id"] == "int64" and types["dev"] == "string"
+    chains = events.column("callchain").to_pylist()
+    assert chains[0] == list(trace.events["callchain"].iloc[0]) and len(chains[0]) == 12
+    assert events.column("skbaddr").to_pylist()[0] == int(trace.events["skbaddr"].iloc[0]) > 2**63
+    details = sorted(p.name for p in (out / "details").iterdir())
+    assert details == ["net.net_dev_queue.parquet", "net.netif_receive_skb.parquet"]
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["schema_version"] == 1 and metadata["variant"] == "trace"
+    assert metadata["events"] == 240 and metadata["capture_stats"] is None
+    assert metadata["perfnet_version"] == perfnet.__version__
+
+
+def test_values_of_mixed_types_are_kept_exactly(tmp_path: Path) -> None:
+    # An event without a schema keeps its fields as printed: a number on one line, a word on another.
+    records = [
+        Record(1, 1000, "foo:bar", "ping", 7, 0, {"state": 3, "big": 2**64 - 1, "ok": True}),
+        Record(2, 2000, "foo:bar", "ping", 7, 0, {"state": "RUNNING", "big": 5, "ok": None}),
+    ]
+    trace = perfnet.Trace.from_items(records, Variant.TRACE, source="made")
+    out = dataset.write_dataset(trace, tmp_path / "ds")
+    back = perfnet.read(out)
+    assert [r.fields for r in back.records()] == [r.fields for r in records]
+    table = pq.read_table(out / "details" / "foo.bar.parquet")
+    assert table.column("state").to_pylist() == ["3", '"RUNNING"']  # JSON text, said so in the codec
+    assert str(table.schema.field("big").type) == "uint64"
+    assert_same_trace(trace, back)
+
+
+def test_an_existing_directory_is_refused_without_force(tmp_path: Path) -> None:
+    trace = perfnet.read(perfnet.example_capture())
+    out = dataset.write_dataset(trace, tmp_path / "ds")
+    with pytest.raises(perfnet.UsageError, match="exists; give --force"):
+        dataset.write_dataset(trace, out)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    with pytest.raises(perfnet.UsageError, match="not a perfnet dataset"):
+        dataset.write_dataset(trace, tmp_path / "other", force=True)
+    assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
+    bigger = perfnet.read(FIXTURES / "lab-trace.txt")
+    dataset.write_dataset(bigger, out, force=True)
+    assert len(perfnet.read(out).events) == 883
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "other"]  # no temporary left
+
+
+def test_an_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = perfnet.read(perfnet.example_capture())
+    written: list[str] = []
+    real = dataset.write_frame
+
+    def interrupted(frame: pd.DataFrame, path: Path) -> None:
+        written.append(path.name)
+        if path.name == "hops.parquet":  # Ctrl-C half-way through
+            raise KeyboardInterrupt
+        real(frame, path)
+
+    monkeypatch.setattr(dataset, "write_frame", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.write_dataset(trace, tmp_path / "ds")
+    assert "events.parquet" in written and list(tmp_path.iterdir()) == []
+
+
+def test_newer_or_broken_datasets_are_named_errors(tmp_path: Path) -> None:
+    out = dataset.write_dataset(perfnet.read(perfnet.example_capture()), tmp_path / "ds")
+    metadata = json.loads((out / "metadata.json").read_text())
+    (out / "metadata.json").write_text(json.dumps({**metadata, "schema_version": 99}))
+    with pytest.raises(dataset.DatasetError, match="schema version 99; this perfnet reads up to 1"):
+        perfnet.read(out)
+    with pytest.raises(dataset.DatasetError, match="not a perfnet dataset"):
+        dataset.read_dataset(tmp_path)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs, too small for a dataset of the lab capture."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_leaves_no_half_written_dataset(small_disk: Path) -> None:
+    trace = perfnet.read(FIXTURES / "paths" / "mixed-script.txt.gz")
+    with pytest.raises(OSError, match="No space left on device"):
+        dataset.write_dataset(trace, small_disk / "ds")
+    assert list(small_disk.iterdir()) == []
