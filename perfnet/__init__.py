@@ -25,11 +25,10 @@ from perfnet.host.perf import (
     PerfError,
     PerfNotFoundError,
     PerfPermissionError,
-    TracedCommandError,
     UnknownEventError,
 )
 from perfnet.kallsyms import load_kallsyms
-from perfnet.live import CaptureConfig, CaptureStats, capture, configure, stream
+from perfnet.live import CaptureConfig, CaptureStats, TracedCommandError, capture, configure, stream
 from perfnet.reader import Source, open_items
 from perfnet.records import BadLine, Message, Record
 from perfnet.schema import EventSchema, load_enum_tables, load_schemas

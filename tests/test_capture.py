@@ -37,14 +37,13 @@ from perfnet.host.perf import (
     FilterError,
     PerfError,
     PerfNotFoundError,
-    TracedCommandError,
     UnknownEventError,
     is_perf_data,
     read_perf_data,
 )
 from perfnet.kallsyms import load_kallsyms
 from perfnet.lab import Lab, require_root_and_tools
-from perfnet.live import CaptureStats, capture, stream
+from perfnet.live import CaptureStats, TracedCommandError, capture, stream
 
 REASON = require_root_and_tools()
 needs_lab = pytest.mark.skipif(REASON is not None, reason=REASON or "")

@@ -19,12 +19,9 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from perfnet.errors import PerfnetError
-
-if TYPE_CHECKING:
-    from perfnet.trace import Trace
 
 TOOL_TIMEOUT: Final = 10.0  # s for helper commands (ip, perf --version, perf list)
 
@@ -74,22 +71,6 @@ class UnknownEventError(PerfError):
 
 class FilterError(PerfError):
     """A ``filter`` expression is not valid for the event it applies to (checked before perf runs)."""
-
-
-class TracedCommandError(PerfError):
-    """The traced command could not start, or exited with a non-zero status.
-
-    Attributes:
-        trace: what was captured until the command ended (its ``partial`` says why), or None
-            when the command never ran or the records were streamed (:func:`stream`).
-        returncode: the command's exit status (negative: killed by that signal; 127: not found,
-            126: not executable).
-    """
-
-    def __init__(self, message: str, trace: Trace | None, returncode: int) -> None:
-        super().__init__(message)
-        self.trace = trace
-        self.returncode = returncode
 
 
 # --- perf recordings ------------------------------------------------------------------------

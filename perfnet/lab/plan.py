@@ -85,6 +85,11 @@ def mac(octet: int, link: int, side: int) -> str:
     return f"02:70:6e:{octet:02x}:{link:02x}:{side:02x}"
 
 
+def _named(field: str) -> property:
+    """A read-only attribute of a :class:`Plan` that is one of its ``names``."""
+    return property(lambda plan: getattr(plan.names, field), doc=f"The lab's {field.replace('_', ' ')} (see LabNames).")
+
+
 class Plan:
     """The names and addresses of a lab (mixed into :class:`~perfnet.lab.Lab`): set ``names``,
     ``router`` and ``octet`` (the second octet of its 10.X.0.0/16)."""
@@ -94,25 +99,11 @@ class Plan:
     octet: int
 
     # --- names / addresses -------------------------------------------------
-    @property
-    def tag(self) -> str:
-        return self.names.tag
-
-    @property
-    def bridge(self) -> str:
-        return self.names.bridge
-
-    @property
-    def host_veth(self) -> str:
-        return self.names.host_veth
-
-    @property
-    def ctr1(self) -> str:
-        return self.names.ctr1
-
-    @property
-    def ctr2(self) -> str:
-        return self.names.ctr2
+    tag = _named("tag")
+    bridge = _named("bridge")
+    host_veth = _named("host_veth")
+    ctr1 = _named("ctr1")
+    ctr2 = _named("ctr2")
 
     @property
     def namespaces(self) -> tuple[str, ...]:

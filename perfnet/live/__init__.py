@@ -28,7 +28,7 @@ How a capture runs, and why:
 """
 
 from perfnet.live.api import STOPPED_BY, RecordStream, capture, react_to_signals, stream
-from perfnet.live.config import DEFAULT_EVENTS, CaptureConfig, CaptureOptions, Mode, configure
+from perfnet.live.config import DEFAULT_EVENTS, CaptureConfig, CaptureOptions, Mode, TracedCommandError, configure
 from perfnet.live.stats import CaptureStats
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "CaptureStats",
     "Mode",
     "RecordStream",
+    "TracedCommandError",
     "capture",
     "configure",
     "react_to_signals",

@@ -13,8 +13,7 @@ from typing import Final, Unpack
 
 from perfnet.columns import ColumnBuilder, build_columns
 from perfnet.grammar import Variant
-from perfnet.host.perf import TracedCommandError
-from perfnet.live.config import CaptureConfig, CaptureOptions, configure
+from perfnet.live.config import CaptureConfig, CaptureOptions, TracedCommandError, configure
 from perfnet.live.session import Session
 from perfnet.live.stats import CaptureStats
 from perfnet.records import Item, Record
@@ -156,7 +155,7 @@ def capture(
         columns,
         variant,
         source=str(config.raw_output or ""),
-        topology=session.topology,
+        topology=session.facts.topology,
         partial=failure[0] if failure is not None else session.partial,
         capture_stats=session.stats,
     )
@@ -226,7 +225,7 @@ class RecordStream(Iterator[Record]):
     @property
     def topology(self) -> Topology | None:
         """The namespaces' interfaces, snapshotted when tracing began (None before, or if unreadable)."""
-        return self._session.topology
+        return self._session.facts.topology
 
     def to_trace(self, records: Iterable[Record] | None = None) -> Trace:
         """A :class:`Trace` of the records handed out (or of ``records``, a selection of them)

@@ -11,12 +11,26 @@ from pathlib import Path
 from typing import Final, Literal, TypedDict, Unpack
 
 from perfnet.errors import UsageError
-from perfnet.host.perf import (
-    TracedCommandError,
-    skb_free_marker,
-)
+from perfnet.host.perf import PerfError, skb_free_marker
+from perfnet.trace import Trace
 
 Mode = Literal["trace", "record"]
+
+
+class TracedCommandError(PerfError):
+    """The traced command could not start, or exited with a non-zero status.
+
+    Attributes:
+        trace: what was captured until the command ended (its ``partial`` says why), or None
+            when the command never ran or the records were streamed (:func:`stream`).
+        returncode: the command's exit status (negative: killed by that signal; 127: not found,
+            126: not executable).
+    """
+
+    def __init__(self, message: str, trace: Trace | None, returncode: int) -> None:
+        super().__init__(message)
+        self.trace = trace
+        self.returncode = returncode
 
 
 @dataclass(frozen=True)

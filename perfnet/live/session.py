@@ -27,7 +27,6 @@ from perfnet.live.workload import Workload
 from perfnet.reader import open_items
 from perfnet.records import Item
 from perfnet.schema import EventSchema, load_schemas
-from perfnet.topology import Topology
 
 _START_TIMEOUT: Final = 60.0  # s perf may take to open its events and start its workload
 _COMMAND_GRACE: Final = 3.0  # s between asking the command to stop (SIGINT) and SIGKILL
@@ -72,11 +71,6 @@ class Session:
         self.facts = HostFacts()
 
     @property
-    def topology(self) -> Topology | None:
-        """The namespaces' devices when tracing went live (None before, or if unreadable)."""
-        return self.facts.topology
-
-    @property
     def returncode(self) -> int | None:
         """The traced command's exit status, once it has ended."""
         return self._workload.returncode if self.options.command else None
@@ -115,7 +109,7 @@ class Session:
         self.state = State.STARTING
         try:
             argv = [*perf_args, "--", *self._workload.argv(opts.command)]
-            self._perf.start(argv, self._workload.pass_fds, self._escalate, self._keep)
+            self._perf.start(argv, self._workload.pass_fds, self._escalate, self._raw.write if self._raw else _drop)
         finally:
             self._workload.launched()
         self._workload.listen(self._command_ended)
@@ -137,10 +131,6 @@ class Session:
                 self._timer.start()
 
     # --- while it runs (perf's and the workload's threads) -----------------------------------
-    def _keep(self, line: bytes) -> None:
-        if self._raw is not None:
-            self._raw.write(line)
-
     def _command_ended(self) -> None:
         with self._lock:
             if self._timer is not None:
@@ -163,10 +153,7 @@ class Session:
     # --- stopping -----------------------------------------------------------------------------
     def stop(self, reason: str | None) -> None:
         """End the capture gracefully: the command gets SIGINT, perf flushes and exits.
-
-        Args:
-            reason: why, for ``Trace.partial``; None when the capture is complete anyway.
-        """
+        ``reason`` is for ``Trace.partial``: None when the capture is complete anyway."""
         with self._lock:
             if self.state in (State.STOPPING, State.DONE) or self._perf.done.is_set():
                 return
@@ -198,15 +185,14 @@ class Session:
             return
         try:
             for line in self._perf.recorded():
-                self._keep(line)
+                if self._raw is not None:
+                    self._raw.write(line)
                 yield line
         except PerfError as exc:
             rc = self._perf.returncode
             if not (self._killed or (rc is not None and rc < 0)):
                 raise
-            reason = f"perf was killed by {signal.Signals(-(rc or -9)).name}"
-            why = (str(exc).splitlines()[1:2] or [str(exc)])[0]  # perf script's first complaint
-            self.partial = f"{self.partial or reason}; the recording is unreadable ({why})"
+            self.partial = _unreadable(self.partial, rc, exc)
             if self._raw is not None:
                 self._raw.fail(OSError("no recording to convert"))
 
@@ -257,6 +243,17 @@ class Session:
         """Why the command failed on its own (for ``Trace.partial``) and its status, or None."""
         perf_died = self._perf.returncode is not None and self._perf.returncode < 0 and not self._killed
         return self._workload.failure(stopped=self._stop_at is not None or perf_died)
+
+
+def _drop(line: bytes) -> None:
+    """Keep nothing of perf's output (no raw output was asked for)."""
+
+
+def _unreadable(partial: str | None, rc: int | None, error: PerfError) -> str:
+    """``partial`` for a recording perf script cannot read (perf was killed before it wrote it)."""
+    reason = f"perf was killed by {signal.Signals(-(rc or -9)).name}"
+    why = (str(error).splitlines()[1:2] or [str(error)])[0]  # perf script's first complaint
+    return f"{partial or reason}; the recording is unreadable ({why})"
 
 
 def _ending(

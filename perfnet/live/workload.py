@@ -10,9 +10,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import Final
 
 from perfnet.host.procs import close_fds, signal_tree
-from perfnet.live import supervisor as supervisor_module
+
+SUPERVISOR: Final = str(Path(__file__).with_name("supervisor.py"))
+"""The supervisor's source, run as a script (never imported into perfnet's process)."""
 
 
 class Workload:
@@ -39,7 +43,7 @@ class Workload:
     def argv(self, command: tuple[str, ...]) -> list[str]:
         """perf's workload: the supervisor, then the command."""
         fds = (self._status_w, self._control_r, self._err)
-        return [sys.executable, "-I", "-S", supervisor_module.__file__, *map(str, fds), *command]
+        return [sys.executable, "-I", "-S", SUPERVISOR, *map(str, fds), *command]
 
     @property
     def pass_fds(self) -> tuple[int, ...]:
