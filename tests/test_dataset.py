@@ -4,9 +4,6 @@ same Trace; writing is atomic; columns keep their types for other tools."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -154,20 +151,6 @@ def test_newer_or_broken_datasets_are_named_errors(tmp_path: Path) -> None:
         perfnet.read(out)
     with pytest.raises(dataset.DatasetError, match="not a perfnet dataset"):
         dataset.read_dataset(tmp_path)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs, too small for a dataset of the lab capture."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_leaves_no_half_written_dataset(small_disk: Path) -> None:

@@ -154,18 +154,6 @@ def test_a_bad_output_path_is_a_usage_error_before_perf_starts(where: str, tmp_p
     assert out.returncode == 2 and out.stderr.startswith("perfnet: ") and "Traceback" not in out.stderr
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs: the raw output fills it during the capture."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_a_full_disk_keeps_the_capture_in_memory_and_marks_the_file_incomplete(small_disk: Path) -> None:
     raw = small_disk / "raw.txt"
     trace = perfnet.capture(

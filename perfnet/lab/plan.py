@@ -90,6 +90,11 @@ def _named(field: str) -> property:
     return property(lambda plan: getattr(plan.names, field), doc=f"The lab's {field.replace('_', ' ')} (see LabNames).")
 
 
+def _address(host: str) -> property:
+    """A read-only IPv4 address of a :class:`Plan`: ``10.<octet>.<host>``."""
+    return property(lambda plan: f"10.{plan.octet}.{host}", doc=f"The address 10.<octet>.{host}.")
+
+
 class Plan:
     """The names and addresses of a lab (mixed into :class:`~perfnet.lab.Lab`): set ``names``,
     ``router`` and ``octet`` (the second octet of its 10.X.0.0/16)."""
@@ -114,21 +119,10 @@ class Plan:
     def subnet(self) -> str:
         return f"10.{self.octet}.0.0/16"
 
-    @property
-    def bridge_addr(self) -> str:
-        return f"10.{self.octet}.0.1"
-
-    @property
-    def ctr1_addr(self) -> str:
-        return f"10.{self.octet}.0.2"
-
-    @property
-    def ctr1_router_addr(self) -> str:
-        return f"10.{self.octet}.1.1"
-
-    @property
-    def ctr2_addr(self) -> str:
-        return f"10.{self.octet}.1.2"
+    bridge_addr = _address("0.1")
+    ctr1_addr = _address("0.2")
+    ctr1_router_addr = _address("1.1")  # ctr1's side of the routed link to ctr2
+    ctr2_addr = _address("1.2")
 
     @property
     def macs(self) -> dict[str, str]:
