@@ -230,14 +230,13 @@ def _replace(work: Path, out: Path) -> None:
 
 
 def _write_tables(trace: Trace, work: Path) -> None:
-    columns = trace._columns
+    columns = trace.columns
     events = pd.concat([trace.events, trace.labels[list(_LABEL_COLUMNS)]], axis=1)
     write_frame(events, work / "events.parquet")
     (work / "details").mkdir()
-    shapes: dict[str, list[dict[str, Any]]] = {}
     for event in dict.fromkeys(shape.event for shape in columns.shapes):
-        frame, shapes[event] = _details(trace, event)
-        write_frame(frame, work / "details" / _detail_name(event))
+        write_frame(_details(trace, event), work / "details" / _detail_name(event))
+    shapes = [{"event": s.event, "names": list(s.names), "dtypes": list(s.dtypes)} for s in columns.shapes]
     write_frame(trace.messages, work / "messages.parquet")
     write_frame(trace.errors, work / "errors.parquet")
     for name in _FRAMES:
@@ -265,17 +264,19 @@ def _version() -> str:
     return __version__
 
 
-def _details(trace: Trace, event: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """``trace.df(event)`` with each row's shape, and the event's shapes (field names and dtypes)."""
-    columns = trace._columns
+def _details(trace: Trace, event: str) -> pd.DataFrame:
+    """``trace.df(event)`` with each row's ``shape``: its field set, an index into the
+    metadata's ``shapes`` (every field set of the capture, in the order the columns keep)."""
+    columns = trace.columns
     own = [shape for shape in columns.shapes if shape.event == event]
     frame = trace.df(event)
     shape_of = np.empty(len(columns), np.int32)
-    for i, shape in enumerate(own):
-        shape_of[shape.rows] = i
+    for i, shape in enumerate(columns.shapes):
+        if shape.event == event:
+            shape_of[shape.rows] = i
     rows = np.sort(np.concatenate([shape.rows for shape in own]))  # df(event)'s rows: time order
     frame.insert(len(frame.columns), "shape", shape_of[rows])
-    return frame, [{"names": list(s.names), "dtypes": list(s.dtypes)} for s in own]
+    return frame
 
 
 def _stats_facts(stats: CaptureStats) -> dict[str, Any]:
@@ -328,16 +329,17 @@ def _columns(root: Path, metadata: dict[str, Any], events: pd.DataFrame) -> Colu
     def positions(linenos: np.ndarray) -> np.ndarray:
         return by_line[np.searchsorted(lineno[by_line], linenos)]
 
-    shapes = []
-    for event, specs in metadata["shapes"].items():
+    shapes: list[FinalShape | None] = [None] * len(metadata["shapes"])
+    for event in dict.fromkeys(spec["event"] for spec in metadata["shapes"]):
         details = pq.read_table(root / "details" / _detail_name(event))
         codec = json.loads((details.schema.metadata or {})[_CODEC_KEY])
         kinds = {name: _field_kind(spec) for name, spec in codec.items()}
         details = details.take(pc.sort_indices(details, [("lineno", "ascending")]))  # a shape's rows: line order
         shape_of = details.column("shape").to_numpy()
-        for i, spec in enumerate(specs):
+        for i in np.unique(shape_of).tolist():
             rows = details.filter(pa.array(shape_of == i))
-            shapes.append(_shape(event, spec, rows, kinds, positions(rows.column("lineno").to_numpy())))
+            spec = metadata["shapes"][i]
+            shapes[i] = _shape(event, spec, rows, kinds, positions(rows.column("lineno").to_numpy()))
     chains = {
         int(line): chain for line, chain in zip(lineno.tolist(), events["callchain"].tolist(), strict=True) if chain
     }
@@ -351,7 +353,7 @@ def _columns(root: Path, metadata: dict[str, Any], events: pd.DataFrame) -> Colu
         events["comm"].array,
         events["event"].array,
         chains,
-        tuple(shapes),
+        tuple(shape for shape in shapes if shape is not None),
         tuple(Message(*row) for row in _rows(messages, ("lineno", "kind", "text", "lost"))),
         tuple(BadLine(*row) for row in _rows(errors, ("lineno", "line", "message", "column"))),
     )

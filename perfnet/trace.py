@@ -157,6 +157,12 @@ class Trace:
         return cls(build_columns(items), format, source, topology, partial, capture_stats)
 
     @property
+    def columns(self) -> Columns:
+        """The events as the reader keeps them (see :mod:`perfnet.columns`): what the frames,
+        records and a Parquet dataset are made from."""
+        return self._columns
+
+    @property
     def partial(self) -> str | None:
         """Why a live capture was cut short (``"interrupted (Ctrl-C)"``), or None."""
         return self._partial

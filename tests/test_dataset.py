@@ -110,6 +110,27 @@ def test_values_of_mixed_types_are_kept_exactly(tmp_path: Path) -> None:
     assert_same_trace(trace, back)
 
 
+def test_field_sets_keep_their_order_and_the_frames_their_categories(tmp_path: Path) -> None:
+    # One event printing two field sets, interleaved with another event: three shapes, and
+    # device names first seen in different shapes.
+    records = [
+        Record(1, 1000, "foo:a", "x", 1, 0, {"dev": "b0", "len": 1}),
+        Record(2, 2000, "foo:b", "x", 1, 0, {"dev": "a0"}),
+        Record(3, 3000, "foo:a", "x", 1, 0, {"dev": "c0", "len": 2, "extra": "yes"}),
+        Record(4, 4000, "foo:a", "x", 1, 0, {"dev": "a0", "len": 3}),
+    ]
+    trace = perfnet.Trace.from_items(records, Variant.TRACE)
+    assert [(s.event, s.names) for s in trace.columns.shapes] == [
+        ("foo:a", ("dev", "len")),
+        ("foo:b", ("dev",)),
+        ("foo:a", ("dev", "len", "extra")),
+    ]
+    back = perfnet.read(dataset.write_dataset(trace, tmp_path / "ds"))
+    assert [(s.event, s.names) for s in back.columns.shapes] == [(s.event, s.names) for s in trace.columns.shapes]
+    assert list(back.events["dev"].cat.categories) == list(trace.events["dev"].cat.categories) == ["a0", "b0", "c0"]
+    assert_same_trace(trace, back)
+
+
 def test_an_existing_directory_is_refused_without_force(tmp_path: Path) -> None:
     trace = perfnet.read(perfnet.example_capture())
     out = dataset.write_dataset(trace, tmp_path / "ds")
