@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,8 +17,9 @@ import pandas as pd
 import perfnet
 from perfnet import analysis
 from perfnet.bundled import example_capture
-from perfnet.display import readable
+from perfnet.display import ethertypes, protocol_name, readable
 from perfnet.errors import PerfnetError, UsageError
+from perfnet.export import FORMATS, TABLES, format_of, write_table
 from perfnet.live import STOPPED_BY, RecordStream, configure, react_to_signals
 from perfnet.topology import Topology, device_label, snapshot
 
@@ -29,22 +32,104 @@ def _source_arg(parser: argparse.ArgumentParser) -> None:
         "--example", action="store_true", help="use the real capture bundled with perfnet instead of FILE"
     )
     parser.add_argument(
-        "--format", choices=[v.value for v in perfnet.Variant], help="output variant (default: detected)"
+        "--format",
+        choices=[v.value for v in perfnet.Variant],
+        help="the variant perf printed FILE in (default: detected)",
     )
     parser.add_argument("--strict", action="store_true", help="stop at the first line that does not parse")
     parser.add_argument(
         "--formats", metavar="DIR", help="tracefs root or saved copy of tracepoint format files, to name enums"
+    )
+    parser.add_argument(
+        "--topology",
+        metavar="FILE",
+        help="the capturing host's devices (perfnet topology save); default FILE.topology.json, else inferred",
+    )
+
+
+def _load(source: str | Path, args: argparse.Namespace) -> perfnet.Trace:
+    """One capture, read with the source options of ``args``."""
+    # a progress bar on a terminal (standard error), never in pipes and logs
+    return perfnet.read(
+        source,
+        format=args.format,
+        strict=args.strict,
+        formats=args.formats,
+        topology=args.topology,
+        progress=sys.stderr.isatty(),
     )
 
 
 def _read(args: argparse.Namespace) -> perfnet.Trace:
     if args.example == (args.file is not None):
         raise PerfnetError("give a FILE or --example (not both)")
-    source = example_capture() if args.example else args.file
-    # a progress bar on a terminal (standard error), never in pipes and logs
-    return perfnet.read(
-        source, format=args.format, strict=args.strict, formats=args.formats, progress=sys.stderr.isatty()
+    return _load(example_capture() if args.example else args.file, args)
+
+
+def _seconds(text: str) -> float:
+    """A time given to ``--since``/``--until``: seconds from the capture's first event."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(f"seconds from the capture's first event (0 or more), not {text!r}")
+    return seconds
+
+
+def _ethertype(text: str) -> int:
+    """An ethertype given to ``--protocol`` by name or number, checked before the capture is read."""
+    try:
+        (number,) = ethertypes(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return number
+
+
+_FILTERS = ("dev", "netns", "protocol", "since", "until")
+
+
+def _filter_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "filters",
+        "keep the packets (whole paths) that match every option given; --dev, --netns and --protocol may be "
+        "repeated (any of the values)",
     )
+    group.add_argument("--dev", action="append", metavar="NAME", help="visited this device: eth0, or eth0@NETNS")
+    group.add_argument("--netns", action="append", metavar="NAME", help="visited a device of this namespace")
+    group.add_argument(
+        "--protocol", action="append", type=_ethertype, metavar="P", help="ethertype: ipv4, ipv6, arp, ... or 0x0800"
+    )
+    group.add_argument("--since", type=_seconds, metavar="S", help="started S seconds or more after the first event")
+    group.add_argument("--until", type=_seconds, metavar="S", help="started less than S seconds after the first event")
+
+
+def _filtered(trace: perfnet.Trace, args: argparse.Namespace) -> tuple[perfnet.Trace, dict[str, Any] | None]:
+    """The trace cut down to the packets the filter options ask for (``Trace.filter``), and
+    what was asked and kept, for the output to say so (None: no filter option given)."""
+    by = {name: getattr(args, name) for name in _FILTERS if getattr(args, name) is not None}
+    if not by:
+        return trace, None
+    kept = trace.filter(**by)
+    return kept, {"by": by, "packets": len(kept.packets), "of": len(trace.packets)}
+
+
+def _check_window(args: argparse.Namespace) -> None:
+    """Refuse ``--until`` before ``--since`` in the CLI's words, before a long read for nothing."""
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None and until is not None and until < since:
+        raise UsageError(f"--until {until:g} is before --since {since:g}: no packet can match")
+
+
+def _conditions(by: dict[str, Any]) -> str:
+    """The filter options given, as people write them: ``dev mv0 or eth1, since 0.5 s``."""
+    said = []
+    for name, value in by.items():
+        if name in ("since", "until"):
+            said.append(f"{name} {value:g} s")
+        else:
+            said.append(f"{name} " + " or ".join(protocol_name(v) if name == "protocol" else v for v in value))
+    return ", ".join(said)
 
 
 def _basics(trace: perfnet.Trace) -> dict[str, Any]:
@@ -93,12 +178,14 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(trace: perfnet.Trace) -> dict[str, Any]:
-    """Everything ``perfnet report`` shows, as plain data (paths with namespaces where known)."""
+def _report(trace: perfnet.Trace, filtered: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything ``perfnet report`` shows, as plain data (paths with namespaces where known);
+    ``filtered`` is what :func:`_filtered` says it kept."""
     packets, hops = analysis.with_namespaces(trace)
     return {
         **_basics(trace),
         "packets": len(packets),
+        "filtered": filtered,
         "ended_by": {str(rule): int(n) for rule, n in packets["ended_by"].value_counts(sort=False).items()},
         "topology": "inferred from the events" if trace.topology.inferred else "snapshot of the capturing host",
         "paths": analysis.path_table(packets),
@@ -118,6 +205,9 @@ def _print_report(report: dict[str, Any]) -> None:
         f"unparsed lines: {report['errors']}"
     )
     print(f"packets: {report['packets']}    devices: {report['topology']}")
+    filtered = report["filtered"]
+    if filtered is not None:
+        print(f"filtered: {_conditions(filtered['by'])}: {filtered['packets']} of {filtered['of']} packets")
     ended = report["ended_by"]
     print(
         "ended by: "
@@ -159,7 +249,7 @@ def _jsonable(value: Any) -> Any:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``perfnet report``: packets, the paths they took, hop latencies and drops."""
-    trace = _read(args)
+    trace, filtered = _filtered(_read(args), args)
     if args.html:
         from perfnet import html_report  # matplotlib is imported only when a report is drawn
 
@@ -168,7 +258,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise PerfnetError(f"cannot write {args.html}: {exc.strerror or exc}") from exc
         return 0
-    report = _report(trace)
+    report = _report(trace, filtered)
     if args.json:
         json.dump({k: _jsonable(v) for k, v in report.items()}, sys.stdout, indent=2)
         print()
@@ -325,8 +415,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     from perfnet import plot
 
-    trace = _read(args)
+    trace, filtered = _filtered(_read(args), args)
     if trace.packets.empty:
+        if filtered is not None:
+            raise PerfnetError(
+                f"no packets to plot: none of the {filtered['of']} packets matches {_conditions(filtered['by'])}"
+            )
         raise PerfnetError("the capture has no packets to plot")
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -340,27 +434,55 @@ def cmd_plot(args: argparse.Namespace) -> int:
         plot.latency_over_time(trace, args.hop, ax=ax)
     else:
         plot.path_frequency(trace, ax=ax)
+    # without an extension matplotlib writes PNG and adds ".png": name that file ourselves
+    output = args.output if Path(args.output).suffix else f"{args.output}.png"
     try:
-        fig.savefig(args.output, dpi=120)
+        fig.savefig(output, dpi=120)
     except (OSError, ValueError) as exc:  # ValueError: a file type matplotlib cannot write
-        raise PerfnetError(f"cannot write {args.output}: {exc}") from exc
-    print(f"wrote {args.output}")
+        raise PerfnetError(f"cannot write {output}: {exc}") from exc
+    print(f"wrote {output}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """``perfnet compare``: per-hop latency change between two captures, flagging real changes."""
-    before, after = (
-        perfnet.read(path, format=args.format, strict=args.strict, formats=args.formats, progress=sys.stderr.isatty())
-        for path in (args.a, args.b)
+    """``perfnet compare``: per-hop (or per-stage) latency change between two captures,
+    flagging real changes."""
+    (before, filtered_a), (after, filtered_b) = (_filtered(_load(path, args), args) for path in (args.a, args.b))
+    table = analysis.compare(
+        before, after, frame="stages" if args.stages else "hops", min_effect_ns=int(args.min_effect_us * 1000)
     )
-    table = analysis.compare(before, after, min_effect_ns=int(args.min_effect_us * 1000))
     if args.json:
         json.dump(_jsonable(table), sys.stdout, indent=2)
         print()
         return 0
     print(f"A: {args.a}\nB: {args.b}")
+    if filtered_a is not None and filtered_b is not None:
+        print(
+            f"filtered: {_conditions(filtered_a['by'])}: A {filtered_a['packets']} of {filtered_a['of']} packets, "
+            f"B {filtered_b['packets']} of {filtered_b['of']}"
+        )
     print(readable(table).to_string(index=False, float_format="{:.1f}".format))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``perfnet export``: one frame of a capture (after the filters) as CSV, JSON Lines or Parquet."""
+    to = args.to or format_of(args.output)
+    if to is None:  # checked before a long read
+        raise UsageError(
+            f"cannot tell which format to write {args.output} in: name it "
+            + ", ".join(f".{f}" for f in FORMATS)
+            + " or give --to"
+        )
+    trace, _ = _filtered(_read(args), args)
+    frame = getattr(trace, args.table)
+    try:
+        written = write_table(frame, args.output, to)
+    except BrokenPipeError:  # -o /dev/stdout into a reader that stopped: as when printing
+        raise
+    except OSError as exc:
+        raise PerfnetError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    print(f"wrote {written}: {len(frame)} rows of {args.table} ({to})")
     return 0
 
 
@@ -397,6 +519,7 @@ def cmd_topology(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perfnet", description=perfnet.__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"perfnet {perfnet.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     parse = commands.add_parser("parse", help="parse a capture and summarise what is in it")
     _source_arg(parse)
@@ -406,28 +529,44 @@ def build_parser() -> argparse.ArgumentParser:
     _source_arg(report)
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.add_argument("--html", metavar="OUT", help="write a self-contained HTML report (tables and figures)")
+    _filter_args(report)
     report.set_defaults(run=cmd_report)
     plot_cmd = commands.add_parser("plot", help="draw one figure of a capture")
     _source_arg(plot_cmd)
     plot_cmd.add_argument("--kind", choices=PLOTS, default="hops", help="which figure (default: hops)")
     plot_cmd.add_argument("--packet", type=int, help="timeline: the packet_id to draw (default: the slowest)")
-    plot_cmd.add_argument("--hop", metavar="FROM>TO", help="over-time: the hop to draw (default: the busiest)")
-    plot_cmd.add_argument("-o", "--output", required=True, help="output file, e.g. hops.png")
+    plot_cmd.add_argument(
+        "--hop", metavar="'FROM > TO'", help="over-time: the hop to draw, as the report names it (default: the busiest)"
+    )
+    plot_cmd.add_argument("-o", "--output", required=True, help="output file, e.g. hops.png (no extension: PNG)")
+    _filter_args(plot_cmd)
     plot_cmd.set_defaults(run=cmd_plot)
-    compare = commands.add_parser("compare", help="per-hop latency change between two captures")
+    compare = commands.add_parser("compare", help="per-hop (or per-stage) latency change between two captures")
     compare.add_argument("a", help="the capture before (baseline)")
     compare.add_argument("b", help="the capture after")
     compare.add_argument("--format", choices=[v.value for v in perfnet.Variant], help="output variant of both")
     compare.add_argument("--strict", action="store_true", help="stop at the first line that does not parse")
     compare.add_argument("--formats", metavar="DIR", help="tracepoint format files, to name enums")
+    compare.add_argument("--topology", metavar="FILE", help="the devices of the host both were captured on")
     compare.add_argument(
         "--min-effect-us",
         type=float,
         default=analysis.MIN_EFFECT_NS / 1000,
         help=f"smallest median change (µs) to flag as significant (default {analysis.MIN_EFFECT_NS / 1000:g})",
     )
-    compare.add_argument("--json", action="store_true", help="print one object per hop as JSON")
+    compare.add_argument(
+        "--stages", action="store_true", help="compare stages (event to event within a device) instead of hops"
+    )
+    compare.add_argument("--json", action="store_true", help="print one object per hop (or stage) as JSON")
+    _filter_args(compare)
     compare.set_defaults(run=cmd_compare)
+    export_cmd = commands.add_parser("export", help="write one table of a capture as CSV, JSON Lines or Parquet")
+    _source_arg(export_cmd)
+    export_cmd.add_argument("--table", choices=TABLES, required=True, help="which table to write")
+    export_cmd.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write, e.g. packets.csv")
+    export_cmd.add_argument("--to", choices=FORMATS, help="OUT's format (default: from its extension)")
+    _filter_args(export_cmd)
+    export_cmd.set_defaults(run=cmd_export)
     trace_cmd = commands.add_parser(
         "trace", help="run perf, print events as they arrive, then paths and hop latencies (root)"
     )
@@ -468,12 +607,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "topology" and args.action == "save" and not (args.capture or args.output):
         parser.error("topology save: give the capture it belongs to, or -o FILE")
     try:
+        _check_window(args)
         code: int = args.run(args)
     except PerfnetError as exc:
         print(f"perfnet: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
+    except KeyboardInterrupt:  # Ctrl-C: the shell knows why, by the status
+        return 130
+    except BrokenPipeError:  # a reader that stopped (| head): nothing more to say, and nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit too
         return 0
+    except OSError as exc:  # a file or device the library did not name in an error of its own
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"perfnet: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     return code
 
 

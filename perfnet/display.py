@@ -7,10 +7,12 @@ computations want); the CLI, Jupyter view and HTML report show them as people re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import pandas as pd
+
+from perfnet.errors import UsageError
 
 ETHERTYPES: Final[Mapping[str, int]] = {
     "ipv4": 0x0800,
@@ -57,3 +59,26 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
 def to_html(frame: pd.DataFrame) -> str:
     """An HTML table of the readable frame, one decimal for floats."""
     return readable(frame).to_html(index=False, float_format="{:.1f}".format, border=0)
+
+
+def ethertypes(given: str | int | Iterable[str | int]) -> list[int]:
+    """Ethertype numbers of names (``ipv4``, see :data:`ETHERTYPES`) or numbers (``2048``,
+    ``"0x0800"``).
+
+    Raises:
+        UsageError: a name that is neither.
+    """
+    numbers = []
+    for one in [given] if isinstance(given, str | int) else given:
+        if isinstance(one, int):
+            numbers.append(one)
+        elif one.lower() in ETHERTYPES:
+            numbers.append(ETHERTYPES[one.lower()])
+        else:
+            try:
+                numbers.append(int(one, 0))
+            except ValueError:
+                raise UsageError(
+                    f"unknown protocol {one!r}: give an ethertype number or one of {sorted(ETHERTYPES)}"
+                ) from None
+    return numbers

@@ -2,7 +2,9 @@
 
 Figures are drawn with :mod:`perfnet.plot` on figures made without pyplot (so no display is
 needed and a notebook's backend is left alone) and embedded as base64 PNG, so the file needs
-nothing beside it.
+nothing beside it.  Tables and figures name devices alike: paths and hops qualified by
+namespace (``eth0@ctr1``, :func:`perfnet.analysis.with_namespaces`), stages by device name as
+``trace.stages`` gives them.
 """
 
 from __future__ import annotations
@@ -29,13 +31,40 @@ img { max-width: 100%; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 """
 
+DPI = 110
+"""Resolution of the report's PNG figures, in dots per inch."""
 
-def _figure(draw: Callable[[Axes], Axes], size: tuple[float, float] = (9, 4.5)) -> str:
-    """Draw one figure with ``draw`` and return it as an ``<img>`` with an embedded PNG."""
+
+def _draw(draw: Callable[[Axes], Axes], size: tuple[float, float] = (9, 4.5)) -> Figure:
+    """A figure of ``size`` inches with one Axes drawn by ``draw``."""
     fig = Figure(figsize=size, layout="constrained")  # no pyplot: no display, no global state
     draw(fig.add_subplot())
+    return fig
+
+
+def figures(trace: Trace) -> dict[str, Figure]:
+    """The report's figures, keyed by the :mod:`perfnet.plot` function that drew each, in the
+    report's order; none for a capture without packets.
+
+    The stage boxes get the height :func:`perfnet.plot.stage_latency_size` gives them, so that
+    their labels never overlap however many stages there are.
+    """
+    if trace.packets.empty:
+        return {}
+    n_stages = len(analysis.stage_latency(trace.stages))
+    return {
+        "path_frequency": _draw(lambda ax: plot.path_frequency(trace, ax=ax)),
+        "hop_latency": _draw(lambda ax: plot.hop_latency(trace, ax=ax)),
+        "latency_over_time": _draw(lambda ax: plot.latency_over_time(trace, ax=ax)),
+        "timeline": _draw(lambda ax: plot.timeline(trace, ax=ax), size=(9, 4)),
+        "stage_latency": _draw(lambda ax: plot.stage_latency(trace, ax=ax), size=plot.stage_latency_size(n_stages)),
+    }
+
+
+def _img(fig: Figure) -> str:
+    """``fig`` as an ``<img>`` with an embedded PNG."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=DPI)
     return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
@@ -51,20 +80,21 @@ def render(trace: Trace) -> str:
     if trace.packets.empty:
         sections.append("<p>No packets: the capture has no events on network devices.</p>")
     else:
+        drawn = {key: _img(fig) for key, fig in figures(trace).items()}
         sections += [
             "<h2>Paths</h2>",
             to_html(analysis.path_table(packets)),
-            _figure(lambda ax: plot.path_frequency(trace, ax=ax)),
+            drawn["path_frequency"],
             "<h2>Hop latency</h2>",
             to_html(analysis.hop_latency(hops)),
-            _figure(lambda ax: plot.hop_latency(trace, ax=ax)),
-            _figure(lambda ax: plot.latency_over_time(trace, ax=ax)),
+            drawn["hop_latency"],
+            drawn["latency_over_time"],
             "<h2>Slowest packet</h2>",
             to_html(analysis.slowest(packets, n=5)),
-            _figure(lambda ax: plot.timeline(trace, ax=ax), size=(9, 4)),
+            drawn["timeline"],
             "<h2>Stages within devices</h2>",
             to_html(analysis.stage_latency(trace.stages)),
-            _figure(lambda ax: plot.stage_latency(trace, ax=ax), size=(9, 5)),
+            drawn["stage_latency"],
         ]
     if not trace.drops.empty:
         sections += ["<h2>Drops</h2>", to_html(trace.drops)]

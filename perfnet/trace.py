@@ -20,7 +20,7 @@ import pandas as pd
 
 from perfnet import analysis, paths
 from perfnet.columns import Columns, Table, build_columns, categorical, release_memory
-from perfnet.display import ETHERTYPES, to_html
+from perfnet.display import ethertypes, to_html
 from perfnet.errors import UsageError
 from perfnet.grammar import Variant
 from perfnet.infer import infer_topology
@@ -86,24 +86,6 @@ def _typed_column(values: npt.NDArray[np.object_], dtype: str) -> Any:
 
 def _names(given: str | Iterable[str]) -> set[str]:
     return {given} if isinstance(given, str) else set(given)
-
-
-def _ethertypes(given: str | int | Iterable[str | int]) -> list[int]:
-    """Ethertype numbers of names (``ipv4``) or numbers."""
-    numbers = []
-    for one in [given] if isinstance(given, str | int) else given:
-        if isinstance(one, int):
-            numbers.append(one)
-        elif one.lower() in ETHERTYPES:
-            numbers.append(ETHERTYPES[one.lower()])
-        else:
-            try:
-                numbers.append(int(one, 0))
-            except ValueError:
-                raise UsageError(
-                    f"unknown protocol {one!r}: give an ethertype number or one of {sorted(ETHERTYPES)}"
-                ) from None
-    return numbers
 
 
 class Trace:
@@ -377,7 +359,7 @@ class Trace:
             home = self.topology.home
             chosen &= [bool(spaces & {d.rpartition("@")[2] if "@" in d else home for d in named}) for named in labelled]
         if protocol is not None:
-            chosen &= packets["protocol"].isin(_ethertypes(protocol)).fillna(False).to_numpy(bool)
+            chosen &= packets["protocol"].isin(ethertypes(protocol)).fillna(False).to_numpy(bool)
         if since is not None or until is not None:
             if since is not None and until is not None and until < since:
                 raise UsageError(f"until ({until:g} s) is before since ({since:g} s)")

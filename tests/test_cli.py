@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from perfnet import read
+import pyarrow.parquet as pq
+import pytest
+
+from perfnet import __version__, read
 from perfnet.topology import Topology
 
 FIXTURES = Path(__file__).parent / "fixtures"
+MIXED = str(FIXTURES / "paths" / "mixed-script.txt.gz")  # TCP, HTTP, UDP and a macvlan, 1039 packets
+PATHS_TOPOLOGY = str(FIXTURES / "paths" / "paths.topology.json")
+MACVLAN_PATH = "mv0@inferred-1>eth0@inferred-1>eth1@inferred-2"  # namespaces inferred: the only path through mv0
+TBF = json.loads((FIXTURES / "tbf.json").read_text())["lab"]
+COMMAND = [sys.executable, "-m", "perfnet.cli"]
 
 
 def perfnet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "perfnet.cli", *args], capture_output=True, text=True)
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True)
 
 
 def test_parse_json_on_seed_capture() -> None:
@@ -208,3 +222,290 @@ def test_trace_options_are_checked_in_the_cli_s_words(tmp_path: Path) -> None:
     assert folder.returncode == 2
     assert folder.stderr == f"perfnet: the raw output {tmp_path} is a directory; give a file name in it\n"
     assert "Traceback" not in nothing.stderr + duration.stderr + folder.stderr
+
+
+def test_version() -> None:
+    out = perfnet("--version")
+    assert (out.returncode, out.stdout, out.stderr) == (0, f"perfnet {__version__}\n", "")
+
+
+# --- Ctrl-C and OS errors: a line in the CLI's words, never a traceback --------------------------
+
+
+def interrupted(process: subprocess.Popen[bytes]) -> tuple[int, bytes, bytes]:
+    """Ctrl-C as a terminal sends it (SIGINT to the process group), then how the command ended."""
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+@pytest.mark.parametrize("command", ["parse", "report", "plot", "compare", "export"])
+def test_ctrl_c_while_reading_standard_input_exits_130_quietly(command: str, tmp_path: Path) -> None:
+    output = tmp_path / "out.png" if command == "plot" else tmp_path / "out.csv"
+    argv = {
+        "parse": ["parse", "-"],
+        "report": ["report", "-"],
+        "plot": ["plot", "-", "-o", str(output)],
+        "compare": ["compare", "-", str(FIXTURES / "tbf-base.txt")],
+        "export": ["export", "-", "--table", "packets", "-o", str(output)],
+    }[command]
+    process = subprocess.Popen(
+        [*COMMAND, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    assert process.stdin is not None
+    lines = (FIXTURES / "lab-trace.txt").read_bytes()
+    for _ in range(20):  # 2 MB through a 64 KiB pipe: once written, perfnet is reading (the pipe stays open)
+        process.stdin.write(lines)
+    process.stdin.flush()
+    assert interrupted(process) == (130, b"", b"")
+    assert not output.exists()
+
+
+def open_files(pid: int) -> set[str]:
+    """The files a process has open now (descriptors come and go while they are listed)."""
+    files = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            files.add(os.readlink(fd))
+    return files
+
+
+def test_ctrl_c_while_reading_a_large_file_exits_130_quietly(tmp_path: Path) -> None:
+    big = tmp_path / "big.txt"  # 21 MB: read by several threads
+    lines = (FIXTURES / "lab-trace.txt").read_bytes()
+    with big.open("wb") as file:
+        for _ in range(200):
+            file.write(lines)
+    process = subprocess.Popen(
+        [*COMMAND, "report", str(big)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while str(big) not in open_files(process.pid):  # the read has begun
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    assert interrupted(process) == (130, b"", b"")
+
+
+def test_os_errors_are_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.txt"
+    out = perfnet("report", str(missing))
+    assert (out.returncode, out.stderr) == (2, f"perfnet: cannot read {missing}: No such file or directory\n")
+    out = perfnet("report", "--example", "--topology", str(missing))
+    assert (out.returncode, out.stderr) == (2, f"perfnet: cannot read topology {missing}: No such file or directory\n")
+    with open(os.devnull, "rb") as read_only:  # standard output that cannot be written
+        out = subprocess.run([*COMMAND, "parse", "--example"], stdout=read_only, stderr=subprocess.PIPE, text=True)
+    assert (out.returncode, out.stderr) == (2, "perfnet: Bad file descriptor\n")
+
+
+# --- plot ----------------------------------------------------------------------------------------
+
+
+def test_plot_without_extension_names_the_file_it_wrote(tmp_path: Path) -> None:
+    out = perfnet("plot", "--example", "-o", str(tmp_path / "noext"))
+    assert (out.returncode, out.stdout) == (0, f"wrote {tmp_path / 'noext.png'}\n"), out.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["noext.png"]
+    assert (tmp_path / "noext.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_takes_a_hop_as_the_report_prints_it(tmp_path: Path) -> None:
+    report = perfnet("report", "--example").stdout.splitlines()
+    start = next(i for i, line in enumerate(report) if line.startswith("hop latency")) + 1
+    hops = [line.split("  ")[0] for line in report[start:]]
+    assert hops == [
+        "eth0@inferred-1 > pnv0997",
+        "pnbr0997 > pnv0997",
+        "pnv0997 > eth0@inferred-1",
+        "pnv0997 > pnbr0997",
+    ]
+    for i, hop in enumerate(hops[:2]):  # with a namespace label, and without
+        png = tmp_path / f"{i}.png"
+        out = perfnet("plot", "--example", "--kind", "over-time", "--hop", hop, "-o", str(png))
+        assert (out.returncode, out.stdout) == (0, f"wrote {png}\n"), out.stderr
+        assert png.stat().st_size > 10_000
+    png = tmp_path / "none.png"
+    out = perfnet("plot", "--example", "--kind", "over-time", "--hop", "eth0@inferred-9 > pnv0997", "-o", str(png))
+    assert out.returncode == 2 and "no hop eth0@inferred-9>pnv0997" in out.stderr
+
+
+# --- compare --stages ----------------------------------------------------------------------------
+
+
+def test_compare_stages_json_flags_the_queue_of_the_rate_limited_veth() -> None:
+    out = perfnet("compare", str(FIXTURES / "tbf-base.txt"), str(FIXTURES / "tbf-limited.txt"), "--stages", "--json")
+    assert out.returncode == 0, out.stderr
+    stages = json.loads(out.stdout)
+    assert len(stages) == 31
+    assert list(stages[0])[:3] == ["dev", "from_event", "to_event"]
+    flagged = [(s["dev"], s["from_event"], s["to_event"], s["median_diff_ns"]) for s in stages if s["significant"]]
+    # the token bucket delays the veth's queue; the bridge's transmit returns sooner (fixtures/tbf.md)
+    assert flagged == [
+        (TBF["bridge"], "net:net_dev_start_xmit", "net:net_dev_xmit", -50_500.0),
+        (TBF["host_veth"], "net:net_dev_queue", "net:net_dev_start_xmit", 7_300_000.0),
+    ]
+
+
+def test_compare_stages_text_in_microseconds() -> None:
+    out = perfnet("compare", str(FIXTURES / "tbf-base.txt"), str(FIXTURES / "tbf-limited.txt"), "--stages")
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()[2:]
+    assert header.split()[:3] == ["dev", "from_event", "to_event"] and len(rows) == 31
+    flagged = [row.split() for row in rows if row.endswith("True")]
+    assert [(row[0], row[1], row[2], row[9]) for row in flagged] == [
+        (TBF["bridge"], "net:net_dev_start_xmit", "net:net_dev_xmit", "-50.5"),
+        (TBF["host_veth"], "net:net_dev_queue", "net:net_dev_start_xmit", "7300.0"),
+    ]
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+
+def report_json(*args: str) -> dict[str, Any]:
+    out = perfnet("report", *args, "--json")
+    assert out.returncode == 0, out.stderr
+    report: dict[str, Any] = json.loads(out.stdout)
+    return report
+
+
+def paths_of(report: dict[str, Any]) -> dict[str, int]:
+    return {p["path"]: p["count"] for p in report["paths"]}
+
+
+def test_report_filtered_by_device() -> None:
+    report = report_json(MIXED, "--dev", "mv0")
+    assert (report["packets"], report["events"]) == (60, 601)
+    assert report["filtered"] == {"by": {"dev": ["mv0"]}, "packets": 60, "of": 1039}
+    assert paths_of(report) == {MACVLAN_PATH: 60}
+    out = perfnet("report", MIXED, "--dev", "mv0", "--dev", "nosuchdev")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[2:4] == [
+        "packets: 60    devices: inferred from the events",
+        "filtered: dev mv0 or nosuchdev: 60 of 1039 packets",
+    ]
+    assert not any(line.startswith("filtered") for line in perfnet("report", MIXED).stdout.splitlines())
+
+
+def test_report_filtered_by_namespace_inferred_or_saved() -> None:
+    inferred = report_json(MIXED, "--netns", "inferred-3")  # the namespace of the bridge: perfnet's own
+    assert inferred["packets"] == 919 and inferred["filtered"] == {
+        "by": {"netns": ["inferred-3"]},
+        "packets": 919,
+        "of": 1039,
+    }
+    forward = "pnbrpgt1>pnvpgt1>eth0@pnc1-pgt1>eth1@pnc1-pgt1>eth0@pnc2-pgt1"
+    saved = report_json(MIXED, "--topology", PATHS_TOPOLOGY, "--netns", "pnc2-pgt1")
+    assert saved["topology"] == "snapshot of the capturing host"
+    assert paths_of(saved) == {
+        forward: 405,
+        ">".join(reversed(forward.split(">"))): 374,
+        "eth1@pnc1-pgt1>eth0@pnc2-pgt1": 60,
+        "mv0@pnc2-pgt1>eth0@pnc2-pgt1>eth1@pnc1-pgt1": 60,
+    }
+
+
+def test_report_filtered_by_protocol_and_time() -> None:
+    ipv4 = report_json(MIXED, "--protocol", "0x0800")
+    assert ipv4["packets"] == 1039 and ipv4["filtered"] == {"by": {"protocol": [0x0800]}, "packets": 1039, "of": 1039}
+    assert report_json(MIXED, "--protocol", "arp", "--protocol", "ipv6")["packets"] == 0
+    window = report_json(MIXED, "--since", "0.5", "--until", "1")
+    assert window["packets"] == 16 and sum(paths_of(window).values()) == 16
+    out = perfnet("report", MIXED, "--protocol", "ipv4", "--dev", "mv0", "--since", "0.5", "--until", "2.5")
+    assert "filtered: dev mv0, protocol ipv4, since 0.5 s, until 2.5 s: 60 of 1039 packets" in out.stdout.splitlines()
+
+
+def test_filter_options_are_checked_in_the_cli_s_words(tmp_path: Path) -> None:
+    backwards = perfnet("report", MIXED, "--since", "2", "--until", "1")
+    assert (backwards.returncode, backwards.stderr) == (
+        2,
+        "perfnet: --until 1 is before --since 2: no packet can match\n",
+    )
+    ipx = perfnet("report", MIXED, "--protocol", "ipx")
+    assert ipx.returncode == 2 and "error: argument --protocol: unknown protocol 'ipx'" in ipx.stderr
+    negative = perfnet("export", MIXED, "--table", "packets", "-o", str(tmp_path / "x.csv"), "--since", "-1")
+    assert negative.returncode == 2
+    assert "error: argument --since: seconds from the capture's first event (0 or more), not '-1'" in negative.stderr
+    empty = perfnet("plot", MIXED, "--dev", "nosuchdev", "-o", str(tmp_path / "x.png"))
+    assert (empty.returncode, empty.stderr) == (
+        2,
+        "perfnet: no packets to plot: none of the 1039 packets matches dev nosuchdev\n",
+    )
+    for out in (backwards, ipx, negative, empty):
+        assert "Traceback" not in out.stderr and "since=" not in out.stderr and "until (" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_and_compare_take_the_filters(tmp_path: Path) -> None:
+    png = tmp_path / "mv0.png"
+    out = perfnet(
+        "plot",
+        MIXED,
+        "--dev",
+        "mv0",
+        "--kind",
+        "over-time",
+        "--hop",
+        "mv0@inferred-1 > eth0@inferred-1",
+        "-o",
+        str(png),
+    )
+    assert (out.returncode, out.stdout) == (0, f"wrote {png}\n"), out.stderr
+    # the hop is not in the filtered packets: refused
+    out = perfnet("plot", MIXED, "--dev", "mv0", "--kind", "over-time", "--hop", "pnbrpgt1 > pnvpgt1", "-o", str(png))
+    assert out.returncode == 2 and "no hop pnbrpgt1>pnvpgt1" in out.stderr
+    veth = TBF["host_veth"]
+    base, limited = str(FIXTURES / "tbf-base.txt"), str(FIXTURES / "tbf-limited.txt")
+    out = perfnet("compare", base, limited, "--stages", "--dev", veth, "--json")
+    assert out.returncode == 0, out.stderr
+    stages = json.loads(out.stdout)
+    assert len(stages) == 21 and {s["dev"] for s in stages} == {"eth0", "eth1", TBF["bridge"], veth}
+    text = perfnet("compare", base, limited, "--stages", "--dev", veth).stdout.splitlines()
+    assert text[2] == f"filtered: dev {veth}: A 320 of 320 packets, B 320 of 336"
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+def test_export_filtered_packets_as_csv(tmp_path: Path) -> None:
+    target = tmp_path / "packets.csv"
+    out = perfnet("export", MIXED, "--table", "packets", "--dev", "mv0", "-o", str(target))
+    assert (out.returncode, out.stdout) == (0, f"wrote {target}: 60 rows of packets (csv)\n"), out.stderr
+    with target.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    expected = read(MIXED).filter(dev="mv0").packets
+    assert [int(r["packet_id"]) for r in rows] == expected["packet_id"].tolist()
+    assert [int(r["skbaddr"]) for r in rows] == [int(a) for a in expected["skbaddr"]]
+    assert {r["netns_path"] for r in rows} == {MACVLAN_PATH}
+
+
+def test_export_events_as_parquet_and_jsonl(tmp_path: Path) -> None:
+    parquet = tmp_path / "events.parquet"
+    out = perfnet("export", "--example", "--table", "events", "-o", str(parquet))
+    assert out.stdout == f"wrote {parquet}: 60 rows of events (parquet)\n", out.stderr
+    table = pq.read_table(parquet)
+    assert table.num_rows == 60 and table.column("skbaddr").to_pylist()[0] == 0xFFFF8881095E2700
+    named = tmp_path / "events.txt"  # any name, with --to
+    out = perfnet("export", "--example", "--table", "hops", "-o", str(named), "--to", "jsonl")
+    assert out.stdout == f"wrote {named}: 12 rows of hops (jsonl)\n", out.stderr
+    hops = [json.loads(line) for line in named.read_text().splitlines()]
+    assert [(h["from_netns_dev"], h["to_netns_dev"], h["latency_ns"]) for h in hops[:2]] == [
+        ("pnbr0997", "pnv0997", 62_000),
+        ("pnv0997", "eth0@inferred-1", 33_000),
+    ]
+
+
+def test_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:
+    target = tmp_path / "packets.txt"
+    out = perfnet("export", "--example", "--table", "packets", "-o", str(target))
+    assert (out.returncode, out.stderr) == (
+        2,
+        f"perfnet: cannot tell which format to write {target} in: name it .csv, .jsonl, .parquet or give --to\n",
+    )
+    out = perfnet("export", "--example", "--table", "packets", "-o", str(tmp_path), "--to", "csv")
+    assert (out.returncode, out.stderr) == (2, f"perfnet: cannot write {tmp_path}: Is a directory\n")
+    out = perfnet("export", "--example", "--table", "labels", "-o", str(target))
+    assert out.returncode == 2 and "argument --table: invalid choice: 'labels'" in out.stderr
+    assert list(tmp_path.iterdir()) == []
