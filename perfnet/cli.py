@@ -17,6 +17,7 @@ import pandas as pd
 import perfnet
 from perfnet import analysis
 from perfnet.bundled import example_capture
+from perfnet.dataset import check_output, write_dataset
 from perfnet.display import ethertypes, protocol_name, readable
 from perfnet.errors import PerfnetError, UsageError
 from perfnet.export import FORMATS, TABLES, format_of, write_table
@@ -486,6 +487,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """``perfnet convert``: a capture as a Parquet dataset, which ``perfnet.read(DIR)`` (and any
+    command here) reads back as the same capture."""
+    check_output(args.output, force=args.force)  # before a long read
+    trace = _read(args)
+    try:
+        out = write_dataset(trace, args.output, force=args.force)
+    except OSError as exc:
+        raise PerfnetError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    files = sum(1 for path in out.rglob("*") if path.is_file())
+    print(f"wrote {out}: {len(trace.events)} events, {len(trace.packets)} packets, {files} files")
+    return 0
+
+
 def cmd_topology(args: argparse.Namespace) -> int:
     """``perfnet topology save|show``: the host's devices per namespace, to keep beside a capture."""
     if args.action == "save":
@@ -567,6 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
     export_cmd.add_argument("--to", choices=FORMATS, help="OUT's format (default: from its extension)")
     _filter_args(export_cmd)
     export_cmd.set_defaults(run=cmd_export)
+    convert_cmd = commands.add_parser(
+        "convert", help="write a capture as a Parquet dataset (read back with perfnet.read(DIR), or any tool)"
+    )
+    _source_arg(convert_cmd)
+    convert_cmd.add_argument("-o", "--output", required=True, metavar="DIR", help="the dataset directory to create")
+    convert_cmd.add_argument("--force", action="store_true", help="replace DIR if it is a perfnet dataset")
+    convert_cmd.set_defaults(run=cmd_convert)
     trace_cmd = commands.add_parser(
         "trace", help="run perf, print events as they arrive, then paths and hop latencies (root)"
     )

@@ -188,6 +188,20 @@ def _detail_name(event: str) -> str:
     return event.replace(":", ".") + ".parquet"
 
 
+def check_output(out: str | Path, *, force: bool = False) -> Path:
+    """``out`` as a path a dataset may be written to (checked before a long read).
+
+    Raises:
+        UsageError: it exists (and ``force`` is not given, or it is neither a perfnet dataset
+            nor an empty directory).
+    """
+    out = Path(out)
+    if out.exists() and not (force and (is_dataset(out) or (out.is_dir() and not any(out.iterdir())))):
+        hint = "give --force to replace it" if is_dataset(out) else "it is not a perfnet dataset: choose another"
+        raise UsageError(f"{out} exists; {hint}")
+    return out
+
+
 def write_dataset(trace: Trace, out: str | Path, *, force: bool = False) -> Path:
     """Write ``trace`` as a Parquet dataset in the directory ``out`` (layout in the module's
     docstring), atomically.
@@ -203,10 +217,7 @@ def write_dataset(trace: Trace, out: str | Path, *, force: bool = False) -> Path
     Raises:
         UsageError: ``out`` exists (without ``force``), or is not a dataset nor empty.
     """
-    out = Path(out)
-    if out.exists() and not (force and (is_dataset(out) or (out.is_dir() and not any(out.iterdir())))):
-        hint = "give --force to replace it" if is_dataset(out) else "it is not a perfnet dataset: choose another"
-        raise UsageError(f"{out} exists; {hint}")
+    out = check_output(out, force=force)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:

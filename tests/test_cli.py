@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from perfnet import __version__, read
+from perfnet import __version__, example_capture, read
 from perfnet.topology import Topology
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -509,3 +509,21 @@ def test_export_refuses_what_it_cannot_write(tmp_path: Path) -> None:
     out = perfnet("export", "--example", "--table", "labels", "-o", str(target))
     assert out.returncode == 2 and "argument --table: invalid choice: 'labels'" in out.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_writes_a_dataset_every_command_reads(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    done = perfnet("convert", "--example", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    expected = read(example_capture())
+    assert done.stdout == f"wrote {out}: {len(expected.events)} events, {len(expected.packets)} packets, 17 files\n"
+    # any command takes the dataset as it takes the capture (the dataset keeps the source's name)
+    assert perfnet("report", str(out), "--json").stdout == perfnet("report", "--example", "--json").stdout
+    again = perfnet("convert", "--example", "-o", str(out))
+    assert (again.returncode, again.stderr) == (2, f"perfnet: {out} exists; give --force to replace it\n")
+    assert perfnet("convert", "--example", "-o", str(out), "--force").returncode == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    refused = perfnet("convert", "--example", "-o", str(tmp_path / "mine"), "--force")
+    assert refused.stderr == f"perfnet: {tmp_path / 'mine'} exists; it is not a perfnet dataset: choose another\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "mine"]
