@@ -12,7 +12,7 @@ frames: :class:`Capture`), to compare two captures.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,8 @@ class Capture(Protocol):
     def hops(self) -> pd.DataFrame: ...
     @property
     def stages(self) -> pd.DataFrame: ...
+    @property
+    def drops(self) -> pd.DataFrame: ...
 
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
@@ -72,21 +74,33 @@ def _latency_summary(frame: pd.DataFrame, by: Sequence[str], column: str) -> pd.
     return summary.reset_index().sort_values("count", ascending=False, kind="stable", ignore_index=True)
 
 
-def with_namespaces(capture: Capture) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The capture's ``packets`` and ``hops`` with device names qualified by namespace where the
-    capture has a topology snapshot (``path`` from ``netns_path``, ``from_dev``/``to_dev`` from
-    ``from_netns_dev``/``to_netns_dev``), so summaries keep ``eth0`` of two containers apart.
+class Named(NamedTuple):
+    """A capture's frames with devices named by namespace (see :func:`with_namespaces`)."""
 
-    Returns:
-        ``(packets, hops)``: the frames as they are when there is no topology.
-    """
-    packets, hops = capture.packets, capture.hops
-    if "netns_path" not in packets:
-        return packets, hops
-    return (
-        packets.assign(path=packets["netns_path"]),
-        hops.assign(from_dev=hops["from_netns_dev"], to_dev=hops["to_netns_dev"]),
-    )
+    packets: pd.DataFrame
+    hops: pd.DataFrame
+    stages: pd.DataFrame
+    drops: pd.DataFrame
+
+
+def with_namespaces(capture: Capture) -> Named:
+    """The capture's ``packets``, ``hops``, ``stages`` and ``drops`` with device names
+    qualified by namespace (``path`` from ``netns_path``, ``from_dev``/``to_dev`` from
+    ``from_netns_dev``/``to_netns_dev``, ``dev`` from ``netns_dev``), so that summaries keep
+    ``eth0`` of two containers apart.  Frames without those columns are left as they are."""
+    renames = {
+        "packets": {"path": "netns_path"},
+        "hops": {"from_dev": "from_netns_dev", "to_dev": "to_netns_dev"},
+        "stages": {"dev": "netns_dev"},
+        "drops": {"dev": "netns_dev"},
+    }
+    named = {}
+    for name, columns in renames.items():
+        frame = getattr(capture, name)
+        if all(source in frame for source in columns.values()):
+            frame = frame.assign(**{column: frame[source] for column, source in columns.items()})
+        named[name] = frame
+    return Named(**named)
 
 
 def hop_latency(hops: pd.DataFrame, by: Sequence[str] = ("from_dev", "to_dev")) -> pd.DataFrame:

@@ -24,6 +24,9 @@ def grammars_dir() -> Path:
 
 
 def example_capture() -> Path:
-    """A real capture bundled with perfnet: ``perf trace -e 'net:*' ping`` through a bridge
-    and a veth pair into a network namespace (see ``tests/fixtures/README.md``)."""
-    return bundled("examples/ping-bridge.txt", "tests/fixtures/ping-bridge.txt")
+    """A real capture bundled with perfnet, with the files a live capture keeps beside it (the
+    ``kfree_skb`` format, the kernel symbols of its drop locations, the lab's topology): pings,
+    two HTTP connections and a UDP datagram dropped at a closed port, routed from perfnet's
+    namespace through a bridge, a veth and one container into a second one, both containers
+    naming their device ``eth0`` (see ``tests/fixtures/example/README.md``)."""
+    return bundled("examples/lab-example.txt", "tests/fixtures/example/lab-example.txt")

@@ -182,7 +182,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 def _report(trace: perfnet.Trace, filtered: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything ``perfnet report`` shows, as plain data (paths with namespaces where known);
     ``filtered`` is what :func:`_filtered` says it kept."""
-    packets, hops = analysis.with_namespaces(trace)
+    named = analysis.with_namespaces(trace)
+    packets = named.packets
     return {
         **_basics(trace),
         "packets": len(packets),
@@ -190,8 +191,8 @@ def _report(trace: perfnet.Trace, filtered: dict[str, Any] | None = None) -> dic
         "ended_by": {str(rule): int(n) for rule, n in packets["ended_by"].value_counts(sort=False).items()},
         "topology": "inferred from the events" if trace.topology.inferred else "snapshot of the capturing host",
         "paths": analysis.path_table(packets),
-        "hops": analysis.hop_latency(hops),
-        "drops": trace.drops,
+        "hops": analysis.hop_latency(named.hops),
+        "drops": named.drops,
     }
 
 

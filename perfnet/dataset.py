@@ -57,7 +57,12 @@ METADATA: Final = "metadata.json"
 _CODEC_KEY: Final = b"perfnet"  # Parquet file metadata: how each column is encoded
 _LABEL_COLUMNS: Final = ("packet_id", "visit", "ended_by")
 _FRAMES: Final = ("packets", "hops", "stages", "drops")
-_NETNS_COLUMNS: Final = {"packets": ("netns_path",), "hops": ("from_netns_dev", "to_netns_dev")}
+_NETNS_COLUMNS: Final = {
+    "packets": ("netns_path",),
+    "hops": ("from_netns_dev", "to_netns_dev"),
+    "stages": ("netns_dev",),
+    "drops": ("netns_dev",),
+}
 
 
 class DatasetError(PerfnetError):

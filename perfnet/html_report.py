@@ -2,9 +2,8 @@
 
 Figures are drawn with :mod:`perfnet.plot` on figures made without pyplot (so no display is
 needed and a notebook's backend is left alone) and embedded as base64 PNG, so the file needs
-nothing beside it.  Tables and figures name devices alike: paths and hops qualified by
-namespace (``eth0@ctr1``, :func:`perfnet.analysis.with_namespaces`), stages by device name as
-``trace.stages`` gives them.
+nothing beside it.  Tables and figures name devices alike: paths, hops, stages and drops
+qualified by namespace (``eth0@ctr1``, :func:`perfnet.analysis.with_namespaces`).
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ def figures(trace: Trace) -> dict[str, Figure]:
     """
     if trace.packets.empty:
         return {}
-    n_stages = len(analysis.stage_latency(trace.stages))
+    n_stages = len(analysis.stage_latency(analysis.with_namespaces(trace).stages))
     return {
         "path_frequency": _draw(lambda ax: plot.path_frequency(trace, ax=ax)),
         "hop_latency": _draw(lambda ax: plot.hop_latency(trace, ax=ax)),
@@ -71,7 +70,7 @@ def _img(fig: Figure) -> str:
 def render(trace: Trace) -> str:
     """The HTML text of the report for ``trace``."""
     name = html.escape(Path(trace.source).name if trace.source else "(stream)")
-    packets, hops = analysis.with_namespaces(trace)
+    named = analysis.with_namespaces(trace)
     sections = [
         f"<h1>perfnet report: {name}</h1>",
         f"<p>Format <code>{trace.format}</code>, {len(trace.events)} events, {len(trace.packets)} packets, "
@@ -83,21 +82,21 @@ def render(trace: Trace) -> str:
         drawn = {key: _img(fig) for key, fig in figures(trace).items()}
         sections += [
             "<h2>Paths</h2>",
-            to_html(analysis.path_table(packets)),
+            to_html(analysis.path_table(named.packets)),
             drawn["path_frequency"],
             "<h2>Hop latency</h2>",
-            to_html(analysis.hop_latency(hops)),
+            to_html(analysis.hop_latency(named.hops)),
             drawn["hop_latency"],
             drawn["latency_over_time"],
             "<h2>Slowest packet</h2>",
-            to_html(analysis.slowest(packets, n=5)),
+            to_html(analysis.slowest(named.packets, n=5)),
             drawn["timeline"],
             "<h2>Stages within devices</h2>",
-            to_html(analysis.stage_latency(trace.stages)),
+            to_html(analysis.stage_latency(named.stages)),
             drawn["stage_latency"],
         ]
-    if not trace.drops.empty:
-        sections += ["<h2>Drops</h2>", to_html(trace.drops)]
+    if not named.drops.empty:
+        sections += ["<h2>Drops</h2>", to_html(named.drops)]
     body = "\n".join(sections)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>perfnet: {name}</title>'

@@ -928,7 +928,7 @@ def _stages(view: _View) -> pd.DataFrame:
     )
 
 
-def _drops(events: pd.DataFrame, view: _View) -> pd.DataFrame:
+def _drops(events: pd.DataFrame, view: _View, netns_dev: npt.NDArray[np.object_] | None = None) -> pd.DataFrame:
     """The drops frame (see :func:`drops`)."""
     visit_dev = np.full(len(events), -1, dtype=np.int64)
     visit_dev[view.rows] = _visit_dev(view)
@@ -940,7 +940,9 @@ def _drops(events: pd.DataFrame, view: _View) -> pd.DataFrame:
             "dev": view.dev_names[visit_dev[at]],
         }
     )
-    counts = table.groupby(["reason", "location", "dev"], dropna=False, sort=False).size()
+    if netns_dev is not None:
+        table["netns_dev"] = netns_dev[at]
+    counts = table.groupby(list(table.columns), dropna=False, sort=False).size()
     out = counts.rename("count").reset_index()
     return out.sort_values("count", ascending=False, kind="stable", ignore_index=True)
 
@@ -1024,7 +1026,7 @@ def stages(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return _stages(_view(events, labels))
 
 
-def drops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+def drops(events: pd.DataFrame, labels: pd.DataFrame, netns_dev: npt.NDArray[np.object_] | None = None) -> pd.DataFrame:
     """Count the ``skb:kfree_skb`` events by reason, location and device.
 
     The device is that of the visit where the packet was when it was dropped (its latest
@@ -1034,15 +1036,17 @@ def drops(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     Args:
         events: the events frame.
         labels: what :func:`segment` returned for ``events``.
+        netns_dev: each event's device as a topology labels it (``eth0@ctr1``), to count
+            by as well (devices of one name in two namespaces apart).
 
     Returns:
-        Columns ``reason``, ``location``, ``dev`` and ``count``, most frequent first (ties
-        in order of first occurrence).
+        Columns ``reason``, ``location``, ``dev`` (and ``netns_dev``) and ``count``, most
+        frequent first (ties in order of first occurrence).
 
     Raises:
         UsageError: ``labels`` is not indexed like ``events``.
     """
-    return _drops(events, _view(events, labels))
+    return _drops(events, _view(events, labels), netns_dev)
 
 
 def reconstruct(

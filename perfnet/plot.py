@@ -104,14 +104,12 @@ def _source(data: object) -> str | None:
 
 
 def _frame(data: Capture | pd.DataFrame, name: str) -> pd.DataFrame:
-    """``data`` itself if it is a frame, else the capture's frame called ``name``; its packets
-    and hops name devices as the summaries do (``eth0@ctr1``, :func:`analysis.with_namespaces`)."""
+    """``data`` itself if it is a frame, else the capture's frame called ``name``, naming
+    devices as the summaries do (``eth0@ctr1``, :func:`analysis.with_namespaces`)."""
     if isinstance(data, pd.DataFrame):
         return data
-    if name == "stages":
-        return data.stages
-    packets, hops = analysis.with_namespaces(data)
-    return packets if name == "packets" else hops
+    frame: pd.DataFrame = getattr(analysis.with_namespaces(data), name)
+    return frame
 
 
 def _title(what: str, data: object) -> str:

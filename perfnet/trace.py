@@ -167,10 +167,10 @@ class Trace:
             f"<b>{name}</b>: format <code>{self.format}</code>, {len(self._columns)} events, "
             f"{len(self.packets)} packets, {self.lost} lost, {len(self._columns.errors)} unparsed lines"
         )
-        packets, hops = analysis.with_namespaces(self)
+        named = analysis.with_namespaces(self)
         return (
-            f"<div><p>{facts}</p><p>Paths</p>{to_html(analysis.path_table(packets).head(10))}"
-            f"<p>Hop latency</p>{to_html(analysis.hop_latency(hops))}</div>"
+            f"<div><p>{facts}</p><p>Paths</p>{to_html(analysis.path_table(named.packets).head(10))}"
+            f"<p>Hop latency</p>{to_html(analysis.hop_latency(named.hops))}</div>"
         )
 
     @property
@@ -293,34 +293,48 @@ class Trace:
         ``from_netns_dev``/``to_netns_dev`` (``eth0@ctr1``), which tell apart devices of one
         name in different namespaces."""
         hops = self._frames.hops.copy()
-        if hops.empty:
-            return hops.assign(from_netns_dev=pd.Series(dtype=object), to_netns_dev=pd.Series(dtype=object))
-        # label each distinct path's steps once, then give every hop its step's labels
-        netns_path = hops["packet_id"].map(self.packets.set_index("packet_id")["netns_path"].astype(str))
-        steps = pd.DataFrame(
-            [
-                (path, i, devs[i], devs[i + 1])
-                for path in netns_path.unique()
-                for devs in [path.split(">")]
-                for i in range(len(devs) - 1)
-            ],
-            columns=["netns_path", "hop", "from_netns_dev", "to_netns_dev"],
-        )
-        keyed = pd.DataFrame({"netns_path": netns_path, "hop": hops["hop"]})
-        labelled = keyed.merge(steps, on=["netns_path", "hop"], how="left", sort=False)
-        hops["from_netns_dev"] = labelled["from_netns_dev"].to_numpy()
-        hops["to_netns_dev"] = labelled["to_netns_dev"].to_numpy()
+        step = hops["hop"].to_numpy(np.int64)
+        hops["from_netns_dev"] = self._netns_devices(hops["packet_id"].to_numpy(np.int64), step)
+        hops["to_netns_dev"] = self._netns_devices(hops["packet_id"].to_numpy(np.int64), step + 1)
         return hops
 
-    @property
-    def stages(self) -> pd.DataFrame:
-        """Time between consecutive stage events within one device visit (queue, xmit, rx ...)."""
-        return self._frames.stages
+    def _netns_devices(self, packet_id: npt.NDArray[np.int64], visit: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
+        """The device of each packet's visit as ``netns_path`` labels it (``eth0@ctr1``); None
+        outside a packet or a visit.  Each distinct path is split once."""
+        packets = self.packets
+        ids = packets["packet_id"].to_numpy(np.int64)
+        path_of, paths_ = pd.factorize(packets["netns_path"].astype(str))
+        devices = [str(path).split(">") for path in paths_]
+        width = max((len(devs) for devs in devices), default=0)
+        table = np.full((len(devices) + 1, width + 1), None, dtype=object)  # last row and column: None
+        for i, devs in enumerate(devices):
+            table[i, : len(devs)] = devs
+        row = np.full(len(packet_id), len(devices))
+        if len(ids):
+            by_id = np.argsort(ids, kind="stable")
+            at = by_id[np.minimum(np.searchsorted(ids[by_id], packet_id), len(ids) - 1)]
+            found = ids[at] == packet_id
+            row[found] = path_of[at[found]]
+        column = np.where((visit >= 0) & (visit < width), visit, width)
+        return table[row, column]
 
-    @property
+    @cached_property
+    def stages(self) -> pd.DataFrame:
+        """Time between consecutive stage events within one device visit (queue, xmit, rx ...),
+        with the visit's ``netns_dev`` (``eth0@ctr1``)."""
+        stages = self._frames.stages.copy()
+        visit = stages["visit"].to_numpy(np.int64)
+        stages["netns_dev"] = self._netns_devices(stages["packet_id"].to_numpy(np.int64), visit)
+        return stages
+
+    @cached_property
     def drops(self) -> pd.DataFrame:
-        """``skb:kfree_skb`` counts by ``reason``, ``location`` and the packet's device."""
-        return self._frames.drops
+        """``skb:kfree_skb`` counts by ``reason``, ``location``, the packet's device ``dev``
+        and that device as the topology labels it, ``netns_dev`` (``eth0@ctr1``)."""
+        labels = self.labels
+        visit = labels["visit"].to_numpy(np.int64)
+        netns_dev = self._netns_devices(labels["packet_id"].to_numpy(np.int64), visit)
+        return paths.drops(self.events, labels, netns_dev)
 
     def filter(
         self,

@@ -142,7 +142,7 @@ def test_every_view_of_a_trace_names_namespaces() -> None:
 
     ctr1, ctr2 = LAB["ctr1"], LAB["ctr2"]
     trace = perfnet.read(FIXTURES / "lab-trace.txt", topology=lab_topology())
-    packets, hops = analysis.with_namespaces(trace)
+    packets, hops, _, _ = analysis.with_namespaces(trace)
     assert analysis.path_table(packets)["count"].tolist() == [26, 22]
     assert len(analysis.hop_latency(hops)) == 8  # eth0 of ctr1 and ctr2 apart: 8 hops, not 6
     qualified = f"eth0@{ctr2}&gt;eth1@{ctr1}"
@@ -155,7 +155,7 @@ def test_a_capture_without_packets_still_has_every_frame_and_view() -> None:
     trace = perfnet.read(
         ["     0.090 ping/2000 net:netif_rx_exit()"], topology=Topology("root", (Netns("root", 1, False),), ())
     )
-    packets, hops = analysis.with_namespaces(trace)
+    packets, hops, _, _ = analysis.with_namespaces(trace)
     assert packets.empty and hops.empty and "from_netns_dev" in hops
     assert analysis.hop_latency(hops).empty and analysis.path_table(packets).empty
     assert "No packets" in html_report.render(trace) and "0 packets" in trace._repr_html_()

@@ -101,7 +101,7 @@ def test_hop_latency_ecdf_has_one_line_per_hop(trace: perfnet.Trace) -> None:
     ax = plot.hop_latency(trace)
     save(ax, "hop_latency_ecdf")
     # Devices named as the report's tables name them: the two eth0s of the capture stay apart.
-    _, hops = analysis.with_namespaces(trace)
+    hops = analysis.with_namespaces(trace).hops
     table = analysis.hop_latency(hops)
     assert len(table) == 8
     lines = ax.get_lines()
@@ -187,9 +187,11 @@ def test_timeline_of_a_request_and_its_reply_shares_lanes(trace: perfnet.Trace) 
 def test_stage_latency_has_one_box_per_stage(trace: perfnet.Trace) -> None:
     ax = plot.stage_latency(trace)
     save(ax, "stage_latency")
-    table = analysis.stage_latency(trace.stages)
+    # Devices named as the tables name them: the two eth0s' stages stay apart (24 rows by plain name).
+    table = analysis.stage_latency(analysis.with_namespaces(trace).stages)
     boxes = [p for p in ax.patches if isinstance(p, PathPatch)]
-    assert len(boxes) == len(table) == 24
+    assert len(boxes) == len(table) == 29
+    assert len(analysis.stage_latency(trace.stages)) == 24
     labels = tick_labels(ax)
     expected = {
         f"{r.dev}: {r.from_event.partition(':')[2]} {ARROW} {r.to_event.partition(':')[2]} (n={r.count})"
@@ -197,23 +199,23 @@ def test_stage_latency_has_one_box_per_stage(trace: perfnet.Trace) -> None:
     }
     assert set(labels) == expected
     # Grouped by device, busiest device first; within a device in the order of a visit.
-    assert labels[0] == f"eth0: net_dev_queue {ARROW} net_dev_start_xmit (n=44)"
+    assert labels[0] == f"eth0@inferred-1: net_dev_queue {ARROW} net_dev_start_xmit (n=22)"
     devices = [label.split(":")[0] for label in labels]
-    assert devices == sorted(devices, key=devices.index) and devices[0] == "eth0"
+    assert devices == sorted(devices, key=devices.index) and devices[0] == "eth0@inferred-1"
     # Each box's median line sits at that stage's median.
     medians = {
         f"{r.dev}: {r.from_event.partition(':')[2]} {ARROW} {r.to_event.partition(':')[2]} (n={r.count})": r.p50_ns
         for r in table.itertuples()
     }
     median_lines = [line for line in ax.get_lines() if line.get_linewidth() == 2]
-    assert len(median_lines) == 24
+    assert len(median_lines) == 29
     for label, line in zip(labels, median_lines, strict=True):
         assert line.get_xdata()[0] == pytest.approx(medians[label] / 1000)
     assert ax.get_xscale() == "log" and "µs" in ax.get_xlabel()
     assert "lab-trace.txt" in ax.get_title()
     figure = ax.get_figure()
     assert isinstance(figure, Figure)
-    assert tuple(figure.get_size_inches()) == pytest.approx((10, 1.5 + 0.32 * 24))
+    assert tuple(figure.get_size_inches()) == pytest.approx((10, 1.5 + 0.32 * 29))
 
 
 def test_stage_latency_from_a_frame_on_given_axes(trace: perfnet.Trace) -> None:
@@ -263,7 +265,7 @@ def test_latency_over_time_of_a_named_hop(trace: perfnet.Trace) -> None:
 def test_path_frequency_bars_are_the_path_counts(trace: perfnet.Trace) -> None:
     ax = plot.path_frequency(trace)
     save(ax, "path_frequency")
-    packets, _ = analysis.with_namespaces(trace)
+    packets = analysis.with_namespaces(trace).packets
     table = analysis.path_table(packets)
     bars = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert [b.get_width() for b in bars] == table["count"].tolist() == [26, 22]
@@ -290,6 +292,7 @@ class Frames:
     packets: pd.DataFrame
     hops: pd.DataFrame
     stages: pd.DataFrame
+    drops: pd.DataFrame
 
 
 def one_busy_hop(n: int) -> Frames:
@@ -320,6 +323,7 @@ def one_busy_hop(n: int) -> Frames:
             }
         ),
         stages=pd.DataFrame(columns=["packet_id", "visit", "dev", "from_event", "to_event", "latency_ns"]),
+        drops=pd.DataFrame(columns=["reason", "location", "dev", "count"]),
     )
 
 
@@ -422,7 +426,7 @@ def figure_texts(figure: Figure) -> list[str]:
 
 
 def test_report_figures_name_devices_as_its_tables(mixed: perfnet.Trace) -> None:
-    packets, hops = analysis.with_namespaces(mixed)
+    packets, hops, _, _ = analysis.with_namespaces(mixed)
     figures = html_report.figures(mixed)
     assert list(figures) == ["path_frequency", "hop_latency", "latency_over_time", "timeline", "stage_latency"]
     axes = {name: figure.axes[0] for name, figure in figures.items()}
@@ -445,27 +449,27 @@ def test_report_figures_name_devices_as_its_tables(mixed: perfnet.Trace) -> None
     assert slowest["path"] == "pnbrpgt1>pnvpgt1>eth0@pnc1-pgt1>eth1@pnc1-pgt1>eth0@pnc2-pgt1"
     assert tick_labels(axes["timeline"]) == slowest["path"].split(">")
     assert axes["timeline"].get_title().startswith(f"Packet {slowest['packet_id']}: {slowest['path']} ")
-    # Stages carry no namespace: figure and table both name plain devices, alike.
-    stage_table = analysis.stage_latency(mixed.stages)
-    assert len(stage_table) == 32
+    # Stages too: the figure's rows are the table's, devices named by namespace.
+    stage_table = analysis.stage_latency(analysis.with_namespaces(mixed).stages)
+    assert len(stage_table) == 38
     assert set(tick_labels(axes["stage_latency"])) == {
         f"{r.dev}: {r.from_event.partition(':')[2]} {ARROW} {r.to_event.partition(':')[2]} (n={r.count})"
         for r in stage_table.itertuples()
     }
-    assert tuple(figures["stage_latency"].get_size_inches()) == pytest.approx((10, 11.74))
+    assert tuple(figures["stage_latency"].get_size_inches()) == pytest.approx((10, 1.5 + 0.32 * 38))
 
 
 def test_report_embeds_each_figure_at_its_size(mixed_report: str) -> None:
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', mixed_report)
     shapes = [imread(io.BytesIO(base64.b64decode(png))).shape[:2] for png in pngs]
     # (height, width) in pixels at 110 dpi: 9 x 4.5 inches, the timeline 9 x 4, and the stage
-    # boxes 10 x 11.74 inches for their 32 rows (a fixed 5 inches made labels touch from 33).
-    assert shapes == [(495, 990), (495, 990), (495, 990), (440, 990), (1291, 1100)]
+    # boxes 10 x 13.66 inches for their 38 rows (a fixed 5 inches made labels touch from 33).
+    assert shapes == [(495, 990), (495, 990), (495, 990), (440, 990), (1502, 1100)]
 
 
 def test_report_tables_show_addresses_in_hex_and_protocols_by_name(mixed: perfnet.Trace, mixed_report: str) -> None:
     text = mixed_report
-    packets, _ = analysis.with_namespaces(mixed)
+    packets = analysis.with_namespaces(mixed).packets
     slowest = analysis.slowest(packets, n=5)
     assert slowest["skbaddr"].iloc[0] == 0xFFFF8881059EB200 and set(slowest["protocol"]) == {0x0800}
     for address in slowest["skbaddr"]:
