@@ -85,3 +85,27 @@ def test_a_filtered_trace_summarises_like_any_other(mixed: perfnet.Trace) -> Non
     assert isinstance(only.drops, pd.DataFrame)
     assert set(only.stages["packet_id"]) <= set(only.packets["packet_id"])
     assert only.filter(dev="mv0").packets.equals(only.packets)  # filtering again changes nothing
+
+
+def test_netns_columns_are_always_there() -> None:
+    # a hand-made capture: no topology saved, nothing to infer namespaces from
+    from perfnet.grammar import Variant
+    from perfnet.records import Record
+
+    records = [
+        Record(1, 1000, "net:net_dev_queue", "ping", 7, 0, {"skbaddr": 0xFFFF0001, "len": 98, "dev": "br0"}),
+        Record(2, 2000, "net:net_dev_queue", "ping", 7, 0, {"skbaddr": 0xFFFF0001, "len": 98, "dev": "veth1"}),
+    ]
+    trace = perfnet.Trace.from_items(records, Variant.TRACE)
+    # devices of no known namespace are written name@?
+    assert trace.packets[["path", "netns_path", "end"]].values.tolist() == [["br0>veth1", "br0@?>veth1@?", "unknown"]]
+    assert trace.hops[["from_netns_dev", "to_netns_dev"]].values.tolist() == [["br0@?", "veth1@?"]]
+    assert "netns_dev" in trace.stages and "netns_dev" in trace.drops
+    empty = perfnet.Trace.from_items([], Variant.TRACE)
+    for name, columns in {
+        "packets": ["netns_path"],
+        "hops": ["from_netns_dev", "to_netns_dev"],
+        "stages": ["netns_dev"],
+        "drops": ["netns_dev"],
+    }.items():
+        assert set(columns) <= set(getattr(empty, name).columns), name
