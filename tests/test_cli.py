@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from perfnet import __version__, example_capture, read
+from perfnet import __version__, read
 from perfnet.topology import Topology
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -101,14 +101,35 @@ def test_report_text_shows_paths_and_hop_latency() -> None:
     out = perfnet("report", "--example")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[2] == "packets: 6    devices: inferred from the events"
-    assert lines[3] == "ended by: capture end 2, idle 4  (4 rest only on the idle rule: the least certain)"
+    # the routed lab: namespaces from the snapshot beside the capture, both containers' eth0 told apart
+    assert lines[2] == "packets: 26    devices: snapshot of the capturing host"
+    assert lines[3] == "ended by: capture end 3, free 19, repeat 4  (0 rest only on the idle rule: the least certain)"
     assert lines[5].split() == ["path", "packets", "share", "transit", "µs", "to", "free", "µs"]
-    assert [line.split()[:2] for line in lines[6:8]] == [
-        ["eth0@inferred-1>pnv0997>pnbr0997", "3"],
-        ["pnbr0997>pnv0997>eth0@inferred-1", "3"],
+    assert [line.split() for line in lines[6:9]] == [
+        ["pnbr463d>pnv463d>eth0@pnc1-463d>eth1@pnc1-463d>eth0@pnc2-463d", "14", "53.8%", "277.0", "312.5"],
+        ["eth0@pnc2-463d>eth1@pnc1-463d>eth0@pnc1-463d>pnv463d>pnbr463d", "12", "46.2%", "305.5", "343.5"],
+        [],
     ]
-    assert "hop latency (µs)" in out.stdout
+    assert lines[9].split() == ["hop", "latency", "(µs)", "count", "mean", "p50", "p90", "p99", "max"]
+    assert [line.split(maxsplit=3)[:3] + line.split()[-6:] for line in lines[10:19]] == [
+        ["eth0@pnc1-463d", ">", "eth1@pnc1-463d", "14", "109.1", "100.0", "136.8", "145.8", "147.0"],
+        ["eth1@pnc1-463d", ">", "eth0@pnc2-463d", "14", "33.6", "30.0", "47.4", "48.9", "49.0"],
+        ["pnbr463d", ">", "pnv463d", "14", "46.4", "53.0", "62.1", "69.1", "70.0"],
+        ["pnv463d", ">", "eth0@pnc1-463d", "14", "32.9", "30.5", "43.2", "51.5", "52.0"],
+        ["eth0@pnc1-463d", ">", "pnv463d", "12", "29.4", "29.0", "30.0", "30.0", "30.0"],
+        ["eth0@pnc2-463d", ">", "eth1@pnc1-463d", "12", "39.8", "30.5", "47.9", "96.1", "102.0"],
+        ["eth1@pnc1-463d", ">", "eth0@pnc1-463d", "12", "91.2", "87.0", "106.9", "132.8", "136.0"],
+        ["pnv463d", ">", "pnbr463d", "12", "76.9", "75.5", "77.9", "94.9", "97.0"],
+        [],
+    ]
+    # the drops, each at the kernel function that dropped it, on the device named by its namespace
+    assert lines[19] == "drops (skb:kfree_skb)"
+    assert [line.split() for line in lines[20:]] == [
+        ["2", "NO_SOCKET", "at", "ping_rcv+0xab", "dev", "pnbr463d"],
+        ["1", "QUEUE_PURGE", "at", "sk_stream_kill_queues+0x57", "dev", "pnbr463d"],
+        ["1", "QUEUE_PURGE", "at", "sk_stream_kill_queues+0x57", "dev", "eth0@pnc2-463d"],
+        ["1", "NO_SOCKET", "at", "__udp4_lib_rcv+0x4bc", "dev", "eth0@pnc2-463d"],
+    ]
 
 
 def test_compare_json_flags_only_the_rate_limited_hop() -> None:
@@ -314,21 +335,28 @@ def test_plot_without_extension_names_the_file_it_wrote(tmp_path: Path) -> None:
 def test_plot_takes_a_hop_as_the_report_prints_it(tmp_path: Path) -> None:
     report = perfnet("report", "--example").stdout.splitlines()
     start = next(i for i, line in enumerate(report) if line.startswith("hop latency")) + 1
-    hops = [line.split("  ")[0] for line in report[start:]]
+    end = report.index("", start)  # the drops follow after a blank line
+    hops = [line.split("  ")[0] for line in report[start:end]]
     assert hops == [
-        "eth0@inferred-1 > pnv0997",
-        "pnbr0997 > pnv0997",
-        "pnv0997 > eth0@inferred-1",
-        "pnv0997 > pnbr0997",
+        "eth0@pnc1-463d > eth1@pnc1-463d",
+        "eth1@pnc1-463d > eth0@pnc2-463d",
+        "pnbr463d > pnv463d",
+        "pnv463d > eth0@pnc1-463d",
+        "eth0@pnc1-463d > pnv463d",
+        "eth0@pnc2-463d > eth1@pnc1-463d",
+        "eth1@pnc1-463d > eth0@pnc1-463d",
+        "pnv463d > pnbr463d",
     ]
-    for i, hop in enumerate(hops[:2]):  # with a namespace label, and without
+    for i, hop in enumerate([hops[0], hops[2]]):  # with namespace labels, and without (the host's devices)
         png = tmp_path / f"{i}.png"
         out = perfnet("plot", "--example", "--kind", "over-time", "--hop", hop, "-o", str(png))
         assert (out.returncode, out.stdout) == (0, f"wrote {png}\n"), out.stderr
         assert png.stat().st_size > 10_000
+    # the other namespace's eth0: a device of the capture, but no hop from it to pnv463d
     png = tmp_path / "none.png"
-    out = perfnet("plot", "--example", "--kind", "over-time", "--hop", "eth0@inferred-9 > pnv0997", "-o", str(png))
-    assert out.returncode == 2 and "no hop eth0@inferred-9>pnv0997" in out.stderr
+    out = perfnet("plot", "--example", "--kind", "over-time", "--hop", "eth0@pnc2-463d > pnv463d", "-o", str(png))
+    assert out.returncode == 2 and "no hop eth0@pnc2-463d>pnv463d" in out.stderr
+    assert not png.exists()
 
 
 # --- compare --stages ----------------------------------------------------------------------------
@@ -484,16 +512,21 @@ def test_export_filtered_packets_as_csv(tmp_path: Path) -> None:
 def test_export_events_as_parquet_and_jsonl(tmp_path: Path) -> None:
     parquet = tmp_path / "events.parquet"
     out = perfnet("export", "--example", "--table", "events", "-o", str(parquet))
-    assert out.stdout == f"wrote {parquet}: 60 rows of events (parquet)\n", out.stderr
+    assert out.stdout == f"wrote {parquet}: 482 rows of events (parquet)\n", out.stderr
     table = pq.read_table(parquet)
-    assert table.num_rows == 60 and table.column("skbaddr").to_pylist()[0] == 0xFFFF8881095E2700
+    assert table.num_rows == 482 and table.column("skbaddr").to_pylist()[0] == 0xFFFF888136614200
     named = tmp_path / "events.txt"  # any name, with --to
     out = perfnet("export", "--example", "--table", "hops", "-o", str(named), "--to", "jsonl")
-    assert out.stdout == f"wrote {named}: 12 rows of hops (jsonl)\n", out.stderr
+    assert out.stdout == f"wrote {named}: 104 rows of hops (jsonl)\n", out.stderr
     hops = [json.loads(line) for line in named.read_text().splitlines()]
-    assert [(h["from_netns_dev"], h["to_netns_dev"], h["latency_ns"]) for h in hops[:2]] == [
-        ("pnbr0997", "pnv0997", 62_000),
-        ("pnv0997", "eth0@inferred-1", 33_000),
+    # the first packet's hops: plain device names, and the two eth0s told apart by namespace
+    assert [
+        (h["from_dev"], h["to_dev"], h["from_netns_dev"], h["to_netns_dev"], h["latency_ns"]) for h in hops[:4]
+    ] == [
+        ("pnbr463d", "pnv463d", "pnbr463d", "pnv463d", 53_000),
+        ("pnv463d", "eth0", "pnv463d", "eth0@pnc1-463d", 30_000),
+        ("eth0", "eth1", "eth0@pnc1-463d", "eth1@pnc1-463d", 98_000),
+        ("eth1", "eth0", "eth1@pnc1-463d", "eth0@pnc2-463d", 30_000),
     ]
 
 
@@ -515,8 +548,8 @@ def test_convert_writes_a_dataset_every_command_reads(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     done = perfnet("convert", "--example", "-o", str(out))
     assert done.returncode == 0, done.stderr
-    expected = read(example_capture())
-    assert done.stdout == f"wrote {out}: {len(expected.events)} events, {len(expected.packets)} packets, 17 files\n"
+    # 8 tables and metadata.json, and a details table per tracepoint: 9 of net, 2 of skb, 1 of kmem
+    assert done.stdout == f"wrote {out}: 482 events, 26 packets, 20 files\n"
     # any command takes the dataset as it takes the capture (the dataset keeps the source's name)
     assert perfnet("report", str(out), "--json").stdout == perfnet("report", "--example", "--json").stdout
     again = perfnet("convert", "--example", "-o", str(out))

@@ -18,9 +18,10 @@ from perfnet.export import TABLES, format_of, write_table
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-# The first skb of the bundled capture: a real kernel address, above 2**53, so a double
-# cannot hold it (a float anywhere on the way would change its last digits).
-FIRST_SKB = 0xFFFF8881095E2700
+# The first skb of the bundled capture (line 1 of lab-example.txt): a real kernel address,
+# above 2**63 and not a multiple of the spacing of doubles there, so a double cannot hold it
+# (a float anywhere on the way would change its last digits; a signed int64 would overflow).
+FIRST_SKB = 0xFFFF888136614200
 CALLGRAPH_FIRST_CHAIN = [
     "__traceiter_net_dev_queue",
     "__dev_queue_xmit",
@@ -90,16 +91,23 @@ def test_every_table_of_the_bundled_capture_round_trips(
     path = tmp_path / f"{table}.{to}"
     assert write_table(frame, path) == path  # the format from the extension
     rows = read_back(path, to)
-    assert len(rows) == len(frame) == {"events": 60, "packets": 6, "hops": 12, "stages": 42, "drops": 0}[table]
+    assert len(rows) == len(frame) == {"events": 482, "packets": 26, "hops": 104, "stages": 332, "drops": 4}[table]
     for name in frame.columns:  # every column, every value
         assert [row[name] for row in rows] == as_written(python_values(frame[name]), to), name
+    if table == "drops":  # categoricals written as their text, the count as a number
+        assert [(row["reason"], row["location"], row["dev"], row["netns_dev"], row["count"]) for row in rows] == [
+            ("NO_SOCKET", "ping_rcv+0xab", "pnbr463d", "pnbr463d", as_written([2], to)[0]),
+            ("QUEUE_PURGE", "sk_stream_kill_queues+0x57", "pnbr463d", "pnbr463d", as_written([1], to)[0]),
+            ("QUEUE_PURGE", "sk_stream_kill_queues+0x57", "eth0", "eth0@pnc2-463d", as_written([1], to)[0]),
+            ("NO_SOCKET", "__udp4_lib_rcv+0x4bc", "eth0", "eth0@pnc2-463d", as_written([1], to)[0]),
+        ]
     if to == "csv":
         assert path.read_text(encoding="utf-8").splitlines()[0].split(",") == [f'"{c}"' for c in frame.columns]
 
 
 @pytest.mark.parametrize("to", export.FORMATS)
 def test_skb_addresses_are_exact_unsigned_64_bit_integers(example: perfnet.Trace, to: str, tmp_path: Path) -> None:
-    assert int(float(FIRST_SKB)) != FIRST_SKB  # so a float on the way would show
+    assert FIRST_SKB > 2**63 and int(float(FIRST_SKB)) != FIRST_SKB  # so a float or an int64 on the way would show
     path = write_table(example.events, tmp_path / "events", to)
     first = read_back(path, to)[0]
     assert first["skbaddr"] == (str(FIRST_SKB) if to == "csv" else FIRST_SKB)
