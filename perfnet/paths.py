@@ -928,7 +928,7 @@ def _stages(view: _View) -> pd.DataFrame:
     )
 
 
-def _drops(events: pd.DataFrame, view: _View, netns_dev: npt.NDArray[np.object_] | None = None) -> pd.DataFrame:
+def _drops(events: pd.DataFrame, view: _View, netns_dev: pd.Categorical | None = None) -> pd.DataFrame:
     """The drops frame (see :func:`drops`)."""
     visit_dev = np.full(len(events), -1, dtype=np.int64)
     visit_dev[view.rows] = _visit_dev(view)
@@ -941,7 +941,7 @@ def _drops(events: pd.DataFrame, view: _View, netns_dev: npt.NDArray[np.object_]
         }
     )
     if netns_dev is not None:
-        table["netns_dev"] = netns_dev[at]
+        table["netns_dev"] = np.asarray(netns_dev, dtype=object)[at]
     counts = table.groupby(list(table.columns), dropna=False, sort=False).size()
     out = counts.rename("count").reset_index()
     return out.sort_values("count", ascending=False, kind="stable", ignore_index=True)
@@ -1026,7 +1026,7 @@ def stages(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return _stages(_view(events, labels))
 
 
-def drops(events: pd.DataFrame, labels: pd.DataFrame, netns_dev: npt.NDArray[np.object_] | None = None) -> pd.DataFrame:
+def drops(events: pd.DataFrame, labels: pd.DataFrame, netns_dev: pd.Categorical | None = None) -> pd.DataFrame:
     """Count the ``skb:kfree_skb`` events by reason, location and device.
 
     The device is that of the visit where the packet was when it was dropped (its latest

@@ -298,9 +298,10 @@ class Trace:
         hops["to_netns_dev"] = self._netns_devices(hops["packet_id"].to_numpy(np.int64), step + 1)
         return hops
 
-    def _netns_devices(self, packet_id: npt.NDArray[np.int64], visit: npt.NDArray[np.int64]) -> npt.NDArray[np.object_]:
-        """The device of each packet's visit as ``netns_path`` labels it (``eth0@ctr1``); None
-        outside a packet or a visit.  Each distinct path is split once."""
+    def _netns_devices(self, packet_id: npt.NDArray[np.int64], visit: npt.NDArray[np.int64]) -> pd.Categorical:
+        """The device of each packet's visit as ``netns_path`` labels it (``eth0@ctr1``),
+        missing outside a packet or a visit; categorical, as the path frames' device names
+        are.  Each distinct path is split once."""
         packets = self.packets
         ids = packets["packet_id"].to_numpy(np.int64)
         path_of, paths_ = pd.factorize(packets["netns_path"].astype(str))
@@ -316,7 +317,7 @@ class Trace:
             found = ids[at] == packet_id
             row[found] = path_of[at[found]]
         column = np.where((visit >= 0) & (visit < width), visit, width)
-        return table[row, column]
+        return pd.Categorical(table[row, column])
 
     @cached_property
     def stages(self) -> pd.DataFrame:
