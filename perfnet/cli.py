@@ -467,6 +467,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_stdout(path: Path) -> bool:
+    """``path`` is this process's standard output (``/dev/stdout``, ``/proc/self/fd/1``)."""
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(1))
+    except OSError:
+        return False
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """``perfnet export``: one frame of a capture (after the filters) as CSV, JSON Lines or Parquet."""
     to = args.to or format_of(args.output)
@@ -484,7 +492,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise
     except OSError as exc:
         raise PerfnetError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
-    print(f"wrote {written}: {len(frame)} rows of {args.table} ({to})")
+    # said on standard error where the table itself went to standard output (-o /dev/stdout)
+    print(
+        f"wrote {written}: {len(frame)} rows of {args.table} ({to})",
+        file=sys.stderr if _is_stdout(written) else sys.stdout,
+    )
     return 0
 
 

@@ -194,10 +194,11 @@ class Traces:
 
 
 def _capture_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
-    """The captures that ``paths`` names: a glob pattern's matches, sorted, or the paths given."""
+    """The captures that ``paths`` names: a path that exists as written (``run[1].txt``), a
+    glob pattern's matches, sorted, or the paths given."""
     if isinstance(paths, str | os.PathLike):
         pattern = os.fspath(paths)
-        matches = sorted(glob.glob(pattern, recursive=True))
+        matches = [pattern] if os.path.exists(pattern) else sorted(glob.glob(pattern, recursive=True))
         if not matches:
             raise UsageError(f"no capture matches {pattern!r}")
         return matches

@@ -10,7 +10,7 @@ tools (DuckDB, Spark, polars, pandas) read each on its own:
 * ``events.parquet``: the events frame (time order) with each event's ``packet_id``, ``visit``
   and ``ended_by``.
 * ``details/<subsystem>.<event>.parquet``: each tracepoint's rows with all its typed fields
-  (:meth:`Trace.df`), plus ``shape`` (which of the event's field sets the row printed).
+  (:meth:`Trace.df`), plus ``__shape__`` (which field set the row printed).
 * ``messages.parquet``, ``errors.parquet``: perf's messages and the lines that did not parse.
 * ``packets.parquet``, ``hops.parquet``, ``stages.parquet``, ``drops.parquet``: the packet
   frames; ``counters.parquet``: a live capture's interface counters against its events.
@@ -48,12 +48,15 @@ from perfnet.grammar import Variant
 from perfnet.live.stats import CaptureStats
 from perfnet.records import BadLine, Message
 from perfnet.topology import Topology
-from perfnet.trace import Trace
+from perfnet.trace import Trace, field_column
 
 SCHEMA_VERSION: Final = 1
 """The layout :func:`write_dataset` writes; :func:`read_dataset` refuses newer ones."""
 
 METADATA: Final = "metadata.json"
+SHAPE_COLUMN: Final = "__shape__"
+"""The details tables' column naming each row's field set (an index into the metadata's
+``shapes``); no tracepoint field is spelt so."""
 _CODEC_KEY: Final = b"perfnet"  # Parquet file metadata: how each column is encoded
 _LABEL_COLUMNS: Final = ("packet_id", "visit", "ended_by")
 _FRAMES: Final = ("packets", "hops", "stages", "drops")
@@ -70,8 +73,21 @@ class DatasetError(PerfnetError):
 
 
 def is_dataset(path: str | Path) -> bool:
-    """``path`` is a directory :func:`write_dataset` wrote."""
-    return Path(path, METADATA).is_file()
+    """``path`` is a directory :func:`write_dataset` wrote: its metadata names a schema version
+    and its events table is there."""
+    root = Path(path)
+    try:
+        version = json.loads((root / METADATA).read_text(encoding="utf-8")).get("schema_version")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(version, int) and (root / "events.parquet").is_file()
+
+
+def _only_dataset(root: Path) -> bool:
+    """``root`` holds a dataset and nothing else (what ``force`` may replace)."""
+    expected = {METADATA, "details", "counters.parquet", "events.parquet", "messages.parquet", "errors.parquet"}
+    expected |= {f"{name}.parquet" for name in _FRAMES}
+    return is_dataset(root) and {entry.name for entry in root.iterdir()} <= expected
 
 
 # --- one frame <-> one Parquet file, exactly ---------------------------------------------------
@@ -200,11 +216,19 @@ def check_output(out: str | Path, *, force: bool = False) -> Path:
         UsageError: it exists (and ``force`` is not given, or it is neither a perfnet dataset
             nor an empty directory).
     """
-    out = Path(out)
-    if out.exists() and not (force and (is_dataset(out) or (out.is_dir() and not any(out.iterdir())))):
-        hint = "give --force to replace it" if is_dataset(out) else "it is not a perfnet dataset: choose another"
-        raise UsageError(f"{out} exists; {hint}")
-    return out
+    out = Path(out).resolve()  # "." has no name to put a temporary directory beside
+    if not out.exists():
+        return out
+    empty = out.is_dir() and not any(out.iterdir())
+    if force and (empty or _only_dataset(out)):
+        return out
+    if empty or _only_dataset(out):
+        hint = "give --force to replace it"
+    elif is_dataset(out):
+        hint = "it holds files a dataset does not have: choose another"
+    else:
+        hint = "it is not a perfnet dataset: choose another"
+    raise UsageError(f"{out} exists; {hint}")
 
 
 def write_dataset(trace: Trace, out: str | Path, *, force: bool = False) -> Path:
@@ -225,6 +249,9 @@ def write_dataset(trace: Trace, out: str | Path, *, force: bool = False) -> Path
     out = check_output(out, force=force)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    work.chmod(0o777 & ~umask)  # as mkdir would make it (mkdtemp makes it private)
     try:
         _write_tables(trace, work)
         _replace(work, out)
@@ -266,6 +293,7 @@ def _write_tables(trace: Trace, work: Path) -> None:
         "variant": trace.format.value,
         "source": trace.source,
         "partial": trace.partial,
+        "start_ns": trace.start_ns,
         "events": len(columns),
         "shapes": shapes,
         "topology": json.loads(trace.topology.to_json()),
@@ -291,7 +319,7 @@ def _details(trace: Trace, event: str) -> pd.DataFrame:
         if shape.event == event:
             shape_of[shape.rows] = i
     rows = np.sort(np.concatenate([shape.rows for shape in own]))  # df(event)'s rows: time order
-    frame.insert(len(frame.columns), "shape", shape_of[rows])
+    frame.insert(len(frame.columns), SHAPE_COLUMN, shape_of[rows])
     return frame
 
 
@@ -311,14 +339,21 @@ def read_dataset(path: str | Path) -> Trace:
     root = Path(path)
     try:
         metadata = json.loads((root / METADATA).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        version = metadata["schema_version"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"{root} is not a perfnet dataset: {exc}") from None
-    version = metadata.get("schema_version")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise DatasetError(
             f"{root} is a dataset of schema version {version}; this perfnet reads up to {SCHEMA_VERSION}\n"
             "hint: upgrade perfnet"
         )
+    try:
+        return _read(root, metadata)
+    except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
+        raise DatasetError(f"{root} is a damaged perfnet dataset: {exc}") from None
+
+
+def _read(root: Path, metadata: dict[str, Any]) -> Trace:
     events = read_frame(root / "events.parquet")
     columns = _columns(root, metadata, events)
     labels = events[list(_LABEL_COLUMNS)]
@@ -332,8 +367,16 @@ def read_dataset(path: str | Path) -> Trace:
         source=metadata["source"],
         topology=Topology.from_json(json.dumps(metadata["topology"])),
         partial=metadata["partial"],
-        capture_stats=None if stats is None else CaptureStats(**stats, counters=read_frame(root / "counters.parquet")),
+        capture_stats=None if stats is None else _stats(stats, read_frame(root / "counters.parquet")),
         frames=paths.PathFrames(labels=labels, **frames),
+        start_ns=metadata["start_ns"],
+    )
+
+
+def _stats(facts: dict[str, Any], counters: pd.DataFrame) -> CaptureStats:
+    """The capture's stats as written (JSON has lists where they had tuples)."""
+    return CaptureStats(
+        **{**facts, "argv": tuple(facts["argv"]), "command": tuple(facts["command"])}, counters=counters
     )
 
 
@@ -351,7 +394,7 @@ def _columns(root: Path, metadata: dict[str, Any], events: pd.DataFrame) -> Colu
         codec = json.loads((details.schema.metadata or {})[_CODEC_KEY])
         kinds = {name: _field_kind(spec) for name, spec in codec.items()}
         details = details.take(pc.sort_indices(details, [("lineno", "ascending")]))  # a shape's rows: line order
-        shape_of = details.column("shape").to_numpy()
+        shape_of = details.column(SHAPE_COLUMN).to_numpy()
         for i in np.unique(shape_of).tolist():
             rows = details.filter(pa.array(shape_of == i))
             spec = metadata["shapes"][i]
@@ -392,7 +435,8 @@ def _shape(
     """One field set of an event: its rows (line order) and each field's distinct values."""
     values, codes = [], []
     for name in spec["names"]:
-        distinct, indices = _distinct(rows.column(name), kinds[name])
+        column = field_column(name)
+        distinct, indices = _distinct(rows.column(column), kinds[column])
         table = Table()
         remap = np.append(table.codes(distinct), -1)
         codes.append(narrow(remap[indices], len(table.values)))

@@ -19,6 +19,7 @@ plain types once, and every format is written from it:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -104,8 +105,10 @@ def write_table(frame: pd.DataFrame, path: str | Path, to: str | None = None) ->
 
     Args:
         frame: the frame; its index is not written.
-        path: the file to write (replaced if it exists).  If writing fails or is
-            interrupted, a regular file left half-written is removed.
+        path: the file to write (replaced if it exists).  A regular file (or a new one) is
+            written beside ``path`` under a temporary name and renamed over it at the end, so a
+            failure or Ctrl-C leaves the old file as it was; anything else (``/dev/stdout``, a
+            pipe) is written to directly.
         to: ``"csv"``, ``"jsonl"`` or ``"parquet"``; default: from the extension of ``path``.
 
     Returns:
@@ -125,11 +128,21 @@ def write_table(frame: pd.DataFrame, path: str | Path, to: str | None = None) ->
             else f"to must be one of {list(FORMATS)}, not {to!r}"
         )
     table = _arrow_table(frame, json_lists=chosen == "csv")  # CSV has no lists
-    try:
+    if target.exists() and not target.is_file():  # a device or a pipe: nothing to put back
         with target.open("wb") as out:  # Python's own errors, naming the file, for every format
             _WRITERS[chosen](table, out)
+        return target
+    final = target.resolve()  # a symlink's file is replaced, not the link
+    work = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    try:
+        out = work.open("wb")
+    except OSError as exc:  # named as the user named it
+        raise OSError(exc.errno, exc.strerror, str(target)) from None
+    try:
+        with out:
+            _WRITERS[chosen](table, out)
+        work.replace(final)
     except BaseException:  # a half-written table reads as a shorter one, or not at all
-        if target.is_file():
-            target.unlink()
+        work.unlink(missing_ok=True)
         raise
     return target

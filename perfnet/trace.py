@@ -12,7 +12,7 @@ import html
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +84,16 @@ def _typed_column(values: npt.NDArray[np.object_], dtype: str) -> Any:
     return pd.Series(values, dtype=object)
 
 
+HEADER_COLUMNS: Final = ("time_ns", "comm", "tid", "cpu", "lineno", "callchain")
+"""The columns :meth:`Trace.df` takes from the header, before the event's own fields."""
+
+
+def field_column(name: str) -> str:
+    """The column of field ``name`` in :meth:`Trace.df`: ``name``, or ``<name>_field`` where a
+    header column has that name."""
+    return f"{name}_field" if name in HEADER_COLUMNS else name
+
+
 def _names(given: str | Iterable[str]) -> set[str]:
     return {given} if isinstance(given, str) else set(given)
 
@@ -105,6 +115,8 @@ class Trace:
         capture_stats: for a live capture, perf's resource use and the loss accounting.
         frames: the packets already rebuilt from these events (a filtered trace keeps its
             parent's); None: rebuilt on first use.
+        start_ns: the time of the capture's first event, which ``since``/``until`` count from
+            (a filtered trace keeps its capture's); None: the first of these events.
     """
 
     def __init__(
@@ -116,9 +128,11 @@ class Trace:
         partial: str | None = None,
         capture_stats: Any = None,
         frames: paths.PathFrames | None = None,
+        start_ns: int | None = None,
     ) -> None:
         self._columns = columns
         self._given_frames = frames
+        self._start_ns = start_ns
         self.format = format
         self.source = source
         self._snapshot = topology
@@ -137,6 +151,14 @@ class Trace:
     ) -> Trace:
         """A trace of parsed items (records with their callchains, messages, bad lines)."""
         return cls(build_columns(items), format, source, topology, partial, capture_stats)
+
+    @property
+    def start_ns(self) -> int:
+        """When the capture's first event happened (``time_ns``; 0 for a capture without
+        events): the origin of :meth:`filter`'s ``since`` and ``until``."""
+        if self._start_ns is not None:
+            return self._start_ns
+        return int(self._columns.time_ns.min()) if len(self._columns) else 0
 
     @property
     def columns(self) -> Columns:
@@ -223,7 +245,8 @@ class Trace:
             event's fields in the order its print format (or for perf trace its schema) lists
             them, each at its C type (see :attr:`perfnet.schema.Field.dtype`; object where a
             value does not fit, or the event has no schema); empty if the capture has no such
-            event.
+            event.  A field named like one of the header's columns (an event of one's own with
+            a ``lineno`` field) is column ``<name>_field`` (:func:`field_column`).
         """
         columns = self._columns
         shapes = [s for s in columns.shapes if s.event == event]
@@ -246,7 +269,7 @@ class Trace:
                     i = shape.names.index(name)
                     typed = np.array([*shape.values[i], None], dtype=object)
                     values[np.searchsorted(rows, shape.rows)] = typed[shape.codes[i]]
-            frame[name] = _typed_column(values, dtype)  # type: ignore[assignment]
+            frame[field_column(name)] = _typed_column(values, dtype)  # type: ignore[assignment]
         return frame.sort_values("time_ns", kind="stable", ignore_index=True)
 
     @property
@@ -378,7 +401,7 @@ class Trace:
         if since is not None or until is not None:
             if since is not None and until is not None and until < since:
                 raise UsageError(f"until ({until:g} s) is before since ({since:g} s)")
-            start = packets["start_ns"].to_numpy() - (int(self.events["time_ns"].min()) if len(self.events) else 0)
+            start = packets["start_ns"].to_numpy() - self.start_ns
             if since is not None:
                 chosen &= start >= since * 1e9
             if until is not None:
@@ -399,7 +422,9 @@ class Trace:
         kept = paths.PathFrames(
             labels, of(frames.packets), of(frames.hops), of(frames.stages), paths.drops(events, labels)
         )
-        return Trace(columns, self.format, self.source, self.topology, self._partial, self._capture_stats, kept)
+        return Trace(
+            columns, self.format, self.source, self.topology, self._partial, self._capture_stats, kept, self.start_ns
+        )
 
     @cached_property
     def messages(self) -> pd.DataFrame:

@@ -3,6 +3,7 @@ checked against :func:`perfnet.read` of each capture and the pandas summaries of
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -176,6 +177,12 @@ def test_glob_matches_in_sorted_order(client: Client) -> None:
     assert captures.unique().tolist() == matches
     counts = captures.value_counts(sort=False).to_dict()
     assert counts == {path: len(perfnet.read(path).packets) for path in matches}
+
+
+def test_a_path_that_exists_is_not_a_pattern(tmp_path: Path) -> None:
+    odd = tmp_path / "run[1].txt"  # as a pattern it would match run1.txt
+    shutil.copy(CAPTURES[0], odd)
+    assert perfnet.dask.read_traces(str(odd)).captures == (str(odd),)
 
 
 def test_usage_errors() -> None:

@@ -4,6 +4,7 @@ same Trace; writing is atomic; columns keep their types for other tools."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -131,7 +132,7 @@ def test_field_sets_keep_their_order_and_the_frames_their_categories(tmp_path: P
     assert_same_trace(trace, back)
 
 
-def test_an_existing_directory_is_refused_without_force(tmp_path: Path) -> None:
+def test_an_existing_directory_is_refused_without_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trace = perfnet.read(perfnet.example_capture())
     out = dataset.write_dataset(trace, tmp_path / "ds")
     with pytest.raises(perfnet.UsageError, match="exists; give --force"):
@@ -141,10 +142,41 @@ def test_an_existing_directory_is_refused_without_force(tmp_path: Path) -> None:
     with pytest.raises(perfnet.UsageError, match="not a perfnet dataset"):
         dataset.write_dataset(trace, tmp_path / "other", force=True)
     assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
+    # a metadata.json alone does not make a dataset, and a dataset with files of someone else's
+    # is not replaced either
+    (tmp_path / "other" / "metadata.json").write_text('{"schema_version": 1}')
+    with pytest.raises(perfnet.UsageError, match="not a perfnet dataset"):
+        dataset.write_dataset(trace, tmp_path / "other", force=True)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(perfnet.UsageError, match="holds files a dataset does not have"):
+        dataset.write_dataset(trace, out, force=True)
+    (out / "notes.txt").unlink()
     bigger = perfnet.read(FIXTURES / "lab-trace.txt")
     dataset.write_dataset(bigger, out, force=True)
     assert len(perfnet.read(out).events) == 883
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "other"]  # no temporary left
+    assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
+    # readable by others as mkdir would make it, and "." works as a name
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path / "empty")
+    assert dataset.write_dataset(trace, ".", force=True) == tmp_path / "empty"
+    assert len(perfnet.read(tmp_path / "empty").packets) == 26
+
+
+def test_fields_named_like_header_columns_keep_their_values(tmp_path: Path) -> None:
+    records = [
+        Record(5, 1000, "probe:bar", "x", 1, 0, {"lineno": 2, "shape": 3, "x": 111}),
+        Record(6, 2000, "probe:bar", "x", 1, 0, {"lineno": 1, "shape": 4, "x": 222}),
+    ]
+    trace = perfnet.Trace.from_items(records, Variant.TRACE)
+    frame = trace.df("probe:bar")
+    assert frame[["lineno", "lineno_field", "shape", "x"]].values.tolist() == [[5, 2, 3, 111], [6, 1, 4, 222]]
+    back = perfnet.read(dataset.write_dataset(trace, tmp_path / "ds"))
+    assert [r.fields for r in back.records()] == [r.fields for r in records]
+    assert_same_trace(trace, back)
 
 
 def test_an_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,6 +204,13 @@ def test_newer_or_broken_datasets_are_named_errors(tmp_path: Path) -> None:
         perfnet.read(out)
     with pytest.raises(dataset.DatasetError, match="not a perfnet dataset"):
         dataset.read_dataset(tmp_path)
+    (out / "metadata.json").write_text(json.dumps(metadata))
+    (out / "hops.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(dataset.DatasetError, match="damaged perfnet dataset"):
+        perfnet.read(out)
+    (out / "events.parquet").unlink()
+    with pytest.raises(dataset.DatasetError, match="damaged perfnet dataset"):
+        dataset.read_dataset(out)
 
 
 def test_a_full_disk_leaves_no_half_written_dataset(small_disk: Path) -> None:

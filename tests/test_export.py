@@ -179,7 +179,7 @@ def test_unknown_formats_are_refused(example: perfnet.Trace, tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_interrupted_write_leaves_no_file(
+def test_an_interrupted_write_leaves_the_old_file(
     example: perfnet.Trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def interrupted(table: pa.Table, out: Any) -> None:
@@ -191,7 +191,19 @@ def test_an_interrupted_write_leaves_no_file(
     path.write_text("an older export\n")
     with pytest.raises(KeyboardInterrupt):
         write_table(example.events, path)
-    assert not path.exists()
+    assert path.read_text() == "an older export\n"  # as it was: the table went to a temporary file
+    assert [p.name for p in tmp_path.iterdir()] == ["events.jsonl"]
+    with pytest.raises(KeyboardInterrupt):
+        write_table(example.events, tmp_path / "new.jsonl")
+    assert [p.name for p in tmp_path.iterdir()] == ["events.jsonl"]  # nothing half-written
+
+
+def test_a_symlink_s_file_is_replaced_not_the_link(example: perfnet.Trace, tmp_path: Path) -> None:
+    (tmp_path / "real.csv").write_text("old\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
+    write_table(example.hops, tmp_path / "link.csv")
+    assert (tmp_path / "link.csv").is_symlink()
+    assert (tmp_path / "real.csv").read_text().count("\n") == 1 + 104
 
 
 def test_unwritable_paths_raise_oserror_naming_the_file(example: perfnet.Trace, tmp_path: Path) -> None:

@@ -234,3 +234,36 @@ def test_the_death_of_perf_or_the_supervisor_is_named_and_stops_the_command(
         assert sorted(p.name for p in tmp_path.iterdir()) == []
     else:
         assert raw.exists()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("mode", ["trace", "record"])
+def test_a_capture_refused_before_perf_starts_leaves_no_descriptor_open(mode: str) -> None:
+    before = open_fds()
+    for _ in range(3):
+        with pytest.raises(perfnet.TracedCommandError, match="command not found"):
+            perfnet.capture(["no-such-command-here"], mode=mode)  # type: ignore[arg-type]
+        with (
+            pytest.raises(perfnet.TracedCommandError, match="command not found"),
+            perfnet.stream(["no-such-command-here"], mode=mode),  # type: ignore[arg-type]
+        ):
+            pass
+    assert open_fds() == before
+
+
+def test_perf_that_cannot_be_started_is_an_error_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel refusing a fork (EAGAIN: out of processes) cannot be caused for root, whom
+    # RLIMIT_NPROC does not bind: the failure is made in Popen.
+    def refused(*args: object, **kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("perfnet.live.perf_process.subprocess.Popen", refused)
+    before = open_fds()
+    started = time.monotonic()
+    with pytest.raises(BlockingIOError):
+        perfnet.capture(["true"])
+    assert time.monotonic() - started < 5  # not the 20 s wait for a perf that never ran
+    assert open_fds() == before

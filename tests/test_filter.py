@@ -77,6 +77,10 @@ def test_a_time_window_in_seconds_from_the_first_event(mixed: perfnet.Trace) -> 
     assert len(window.packets) == int(((start >= 0.1) & (start < 0.2)).sum())
     with pytest.raises(perfnet.UsageError, match="before since"):
         mixed.filter(since=2, until=1)
+    # times count from the capture's first event, also in a filtered trace
+    assert late.start_ns == mixed.start_ns == t0
+    assert late.filter(since=middle).packets.equals(late.packets)
+    assert len(window.filter(until=0.15).packets) == int(((start >= 0.1) & (start < 0.15)).sum())
 
 
 def test_a_filtered_trace_summarises_like_any_other(mixed: perfnet.Trace) -> None:

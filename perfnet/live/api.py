@@ -7,7 +7,7 @@ import itertools
 import shlex
 import signal
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Final, Unpack
 
@@ -196,6 +196,11 @@ class RecordStream(Iterator[Record]):
             raise _command_error(self._session.options.command, None, failure)
         raise StopIteration
 
+    def close(self) -> None:
+        """Stop reading perf's output (a record-mode stream left early ends its perf script)."""
+        if isinstance(self._items, Generator):
+            self._items.close()
+
     def stop(self, reason: str = "stopped by the caller") -> None:
         """Ask the capture to end (like Ctrl-C); the records perf still prints keep coming.
         ``reason`` is what ``partial`` will say."""
@@ -270,12 +275,14 @@ def stream(
     session = Session(config)
     with _signals_stop(session, (signal.SIGTERM, signal.SIGHUP)):
         session.start()
+        records = RecordStream(session)
         try:
-            yield RecordStream(session)
+            yield records
         except KeyboardInterrupt:
             session.stop("interrupted (Ctrl-C)")
             raise
         finally:
             session.stop("stopped by the caller")
             with _signals_stop(session, (signal.SIGINT,)):
+                records.close()
                 session.close()

@@ -64,6 +64,11 @@ class PerfProcess:
             self.output = Path(self._tmpdir.name, "perf.data")
 
     @property
+    def spawned(self) -> bool:
+        """perf was started (it may have exited since)."""
+        return self._proc is not None
+
+    @property
     def running(self) -> bool:
         """perf was started and is not yet reaped."""
         return self._proc is not None and not self.done.is_set()
@@ -81,10 +86,19 @@ class PerfProcess:
     def start(
         self, argv: Sequence[str], pass_fds: Sequence[int], tick: Callable[[], None], keep: Callable[[bytes], None]
     ) -> None:
-        """Run perf; ``keep`` sees each output line before it is queued."""
-        self._proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=tuple(pass_fds), process_group=0
-        )
+        """Run perf; ``keep`` sees each output line before it is queued.
+
+        Raises:
+            OSError: perf could not be started (no memory, no processes left); :attr:`done`
+                is set, as for a perf that exited.
+        """
+        try:
+            self._proc = subprocess.Popen(
+                list(argv), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=tuple(pass_fds), process_group=0
+            )
+        except BaseException:
+            self.done.set()
+            raise
         self.started = time.monotonic()
         self.started_at = time.time()
         with contextlib.suppress(psutil.Error):

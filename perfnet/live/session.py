@@ -83,13 +83,13 @@ class Session:
             PerfError: (a subclass of) perf did not start, or the command cannot.
         """
         opts = self.options
-        perf = perf_binary()
-        if opts.command:
-            check_command(opts.command)
-        schemas = load_schemas()
-        if opts.filter is not None:
-            check_filter(opts.filter, opts.events[-1], schemas)
-        try:
+        try:  # whatever fails, the descriptors made for perf and its workload are closed
+            perf = perf_binary()
+            if opts.command:
+                check_command(opts.command)
+            schemas = load_schemas()
+            if opts.filter is not None:
+                check_filter(opts.filter, opts.events[-1], schemas)
             self._launch(perf)
             self._perf.wait_ready(self._workload.ready, _START_TIMEOUT, self._argv)
             self._go(schemas)
@@ -106,7 +106,9 @@ class Session:
             self._raw = RawOutput(opts.raw_output)
         perf_args = opts.perf_args(perf, str(self._perf.output))
         self._argv = [*perf_args, "--", *opts.command]
-        self.state = State.STARTING
+        with self._lock:
+            if self.state is State.NEW:  # a stop before this start is kept: _go() quits then
+                self.state = State.STARTING
         try:
             argv = [*perf_args, "--", *self._workload.argv(opts.command)]
             self._perf.start(argv, self._workload.pass_fds, self._escalate, self._raw.write if self._raw else _drop)
@@ -207,7 +209,7 @@ class Session:
         """Wait for perf (stopping it if need be), end leftovers, write the side files, free all."""
         if self.state is State.DONE:
             return
-        started = self.state is not State.NEW
+        started = self._perf.spawned
         self.state = State.DONE
         if started:
             if not self._perf.done.wait(_COMMAND_GRACE + _PERF_GRACE + 3 * _SIGNAL_GRACE + 1):

@@ -97,19 +97,27 @@ class Workload:
         """The command has ended and the counters are read: the supervisor may exit."""
         self._send(b"d")
 
+    @property
+    def _alive(self) -> int | None:
+        """The supervisor's pid while it runs: its status pipe is open until it exits (after
+        that the pid may be another process's)."""
+        listening = self._listener is not None and self._listener.is_alive()
+        return self.pid if listening else None
+
     def interrupt(self) -> None:
         """Ask the command to stop (the supervisor forwards SIGINT to it)."""
-        if self.pid is not None and not self.ended.is_set():
+        pid = self._alive
+        if pid is not None and not self.ended.is_set():
             with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGINT)
+                os.kill(pid, signal.SIGINT)
 
     def kill_command(self) -> None:
         """Kill the command and what it started, at once."""
-        signal_tree(self.pid, signal.SIGKILL, include_root=False)
+        signal_tree(self._alive, signal.SIGKILL, include_root=False)
 
     def kill(self) -> None:
         """Kill the supervisor, the command and what it started, at once."""
-        signal_tree(self.pid, signal.SIGKILL, include_root=True)
+        signal_tree(self._alive, signal.SIGKILL, include_root=True)
 
     def close(self) -> None:
         """Close perfnet's ends: a supervisor still waiting for a byte reads EOF and exits (only
