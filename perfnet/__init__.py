@@ -7,33 +7,65 @@ Every error derives from :class:`PerfnetError`.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from perfnet.bundled import example_capture
-from perfnet.columns import read_columns
-from perfnet.dataset import is_dataset, read_dataset
 from perfnet.errors import NotPerfOutputError, ParseError, PerfnetError, SchemaError, UsageError
-from perfnet.grammar import Variant
-from perfnet.host.perf import (
-    FilterError,
-    PerfError,
-    PerfNotFoundError,
-    PerfPermissionError,
-    UnknownEventError,
-)
-from perfnet.kallsyms import load_kallsyms
-from perfnet.live import CaptureConfig, CaptureStats, TracedCommandError, capture, configure, stream
-from perfnet.reader import Source, open_items
-from perfnet.records import BadLine, Message, Record
-from perfnet.schema import EventSchema, load_enum_tables, load_schemas
-from perfnet.topology import Topology
-from perfnet.trace import Trace
+
+if TYPE_CHECKING:
+    from perfnet.grammar import Variant
+    from perfnet.host.perf import FilterError, PerfError, PerfNotFoundError, PerfPermissionError, UnknownEventError
+    from perfnet.live import CaptureConfig, CaptureStats, TracedCommandError, capture, configure, stream
+    from perfnet.reader import Source
+    from perfnet.records import BadLine, Message, Record
+    from perfnet.schema import EventSchema
+    from perfnet.topology import Topology
+    from perfnet.trace import Trace
+
+_LAZY: dict[str, str] = {
+    "BadLine": "perfnet.records",
+    "CaptureConfig": "perfnet.live",
+    "CaptureStats": "perfnet.live",
+    "EventSchema": "perfnet.schema",
+    "FilterError": "perfnet.host.perf",
+    "Message": "perfnet.records",
+    "PerfError": "perfnet.host.perf",
+    "PerfNotFoundError": "perfnet.host.perf",
+    "PerfPermissionError": "perfnet.host.perf",
+    "Record": "perfnet.records",
+    "Topology": "perfnet.topology",
+    "Trace": "perfnet.trace",
+    "TracedCommandError": "perfnet.live",
+    "UnknownEventError": "perfnet.host.perf",
+    "Variant": "perfnet.grammar",
+    "capture": "perfnet.live",
+    "configure": "perfnet.live",
+    "stream": "perfnet.live",
+}
+"""Where each public name lives: it is imported on first use, so ``import perfnet`` is quick
+(pandas and pyarrow take a second or two) and the ``perfnet`` command catches Ctrl-C from its
+first instant."""
+
+
+def __getattr__(name: str) -> Any:
+    """A public name (or a submodule, ``perfnet.analysis``) loaded on first use."""
+    if name.startswith("__"):
+        raise AttributeError(f"module 'perfnet' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        try:
+            return importlib.import_module(f"perfnet.{name}")
+        except ModuleNotFoundError:
+            raise AttributeError(f"module 'perfnet' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 try:
     __version__ = importlib.metadata.version("perfnet")
@@ -87,6 +119,9 @@ def _tables(
 ) -> dict[str, Any]:
     """The schemas, enum tables and kernel symbols to parse ``source`` with (by default, the
     files a live capture saved beside it)."""
+    from perfnet.kallsyms import load_kallsyms
+    from perfnet.schema import load_enum_tables, load_schemas
+
     formats = formats if formats is not None else _beside(source, ".formats")
     kallsyms = kallsyms if kallsyms is not None else _beside(source, ".kallsyms.gz")
     return {
@@ -136,6 +171,13 @@ def read(
         NotPerfOutputError: the variant was detected, yet no line is an event or a perf message.
         PerfnetError: the source cannot be read, or a schema file is invalid.
     """
+    from tqdm import tqdm
+
+    from perfnet.columns import read_columns
+    from perfnet.dataset import is_dataset, read_dataset
+    from perfnet.topology import Topology
+    from perfnet.trace import Trace
+
     if isinstance(source, str | Path) and is_dataset(source):
         return read_dataset(source)
     if topology is None:
@@ -168,5 +210,8 @@ def iter_records(
 
     Arguments as for :func:`read`.  Non-event lines are skipped (bad ones raise in strict mode).
     """
+    from perfnet.reader import open_items
+    from perfnet.records import Record
+
     _, items = open_items(source, format=format, strict=strict, **_tables(source, schemas, formats, kallsyms))
     return (item for item in items if isinstance(item, Record))
