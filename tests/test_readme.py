@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import perfnet
+import perfnet.dask
 from perfnet.lab import Lab, require_root_and_tools
 
 README = Path(__file__).parent.parent / "README.md"
@@ -20,12 +21,12 @@ README_ADDRESS = "10.1.0.2"  # the live blocks' example address: a lab's second 
 
 
 def test_the_readme_has_the_blocks_it_should() -> None:
-    assert len(BLOCKS) == 4 and len(LIVE) == 1 and len(OFFLINE) == 3
+    assert len(BLOCKS) == 5 and len(LIVE) == 1 and len(OFFLINE) == 4
     assert sum("perfnet.read(perfnet.example_capture())" in block for block in OFFLINE) == 2
 
 
-def test_offline_blocks_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)  # a block that writes a file writes it here
+def test_offline_blocks_run_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(README.parent)  # paths in the blocks are the repository's
     names: dict[str, object] = {}
     for block in OFFLINE:
         exec(compile(block, str(README), "exec"), names)
@@ -34,6 +35,8 @@ def test_offline_blocks_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyP
     named = names["named"]
     assert isinstance(named, perfnet.analysis.Named)
     assert sorted(set(named.drops["dev"])) == ["eth0@pnc2-463d", "pnbr463d"]
+    traces = names["traces"]
+    assert isinstance(traces, perfnet.dask.Traces) and len(traces.captures) == 14  # the path captures
 
 
 @pytest.fixture(scope="module")
