@@ -50,11 +50,11 @@ def format_of(path: str | Path) -> str | None:
     return suffix if suffix in FORMATS else None
 
 
-def _plain(values: Iterable[object], json_lists: bool) -> pa.Array:
+def _plain(values: Iterable[object], json_lists: bool, lists: bool = False) -> pa.Array:
     """Values as an Arrow array: tuples (callchains) as lists of strings, or as the text of
-    JSON arrays if ``json_lists``; anything else as a string; missing values as nulls."""
+    JSON arrays if ``json_lists``; anything else as a string; missing values as nulls.  With
+    ``lists`` the array is of lists even without a value (an empty frame's callchains)."""
     plain: list[object] = []
-    lists = False
     for value in values:
         if isinstance(value, tuple):
             lists = True
@@ -66,12 +66,13 @@ def _plain(values: Iterable[object], json_lists: bool) -> pa.Array:
 
 def _arrow_column(column: pd.Series, json_lists: bool) -> pa.Array:
     """One column of a frame as an Arrow array of plain types (see the module's docstring)."""
+    chains = column.name == "callchain"  # lists, also in a table without rows
     if isinstance(column.dtype, pd.CategoricalDtype):
-        categories = _plain(column.cat.categories, json_lists)  # each distinct value converted once
+        categories = _plain(column.cat.categories, json_lists, chains)  # each distinct value converted once
         codes = column.cat.codes.to_numpy()
         return categories.take(pa.array(codes, mask=codes < 0))
     if column.dtype == object:
-        return _plain(column, json_lists)
+        return _plain(column, json_lists, chains)
     # numbers (nullable ones keep their missing values), booleans and pandas' strings
     return pa.Array.from_pandas(column)
 

@@ -214,3 +214,13 @@ def test_unwritable_paths_raise_oserror_naming_the_file(example: perfnet.Trace, 
         with pytest.raises(FileNotFoundError):
             write_table(example.packets, tmp_path / "missing" / "packets", to)
     assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_table_keeps_its_types(example: perfnet.Trace, tmp_path: Path) -> None:
+    # tables from many captures union only if an empty one has the same schema
+    none = example.filter(dev="nosuchdev")
+    assert none.events.empty
+    empty = write_table(none.events, tmp_path / "empty.parquet")
+    full = write_table(example.events, tmp_path / "full.parquet")
+    assert pq.read_schema(empty) == pq.read_schema(full)
+    assert str(pq.read_schema(empty).field("callchain").type) == "list<element: string>"
