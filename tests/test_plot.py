@@ -382,7 +382,7 @@ def test_latency_over_time_turns_to_density_at_the_threshold() -> None:
 
 def synthetic_stages(n: int) -> pd.DataFrame:
     """Stages frame with ``n`` distinct stages of long labels (``eth3@pnc2-pgt1: ... (n=4)``)."""
-    events = list(plot._EVENT_ORDER)
+    events = list(plot.EVENT_ORDER)
     rows = [
         (k, 0, f"eth{k // 6}@pnc{k % 3}-pgt1", events[k % 6], events[6 + k % 12], (j + 1) * 10_000 * (k + 1))
         for k in range(n)
