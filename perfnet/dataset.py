@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from perfnet import paths
+from perfnet import __version__, paths
 from perfnet.columns import Columns, FinalShape, Table, narrow
 from perfnet.errors import PerfnetError, UsageError
 from perfnet.grammar import Variant
@@ -289,7 +289,7 @@ def _write_tables(trace: Trace, work: Path) -> None:
         write_frame(stats.counters, work / "counters.parquet")
     metadata = {
         "schema_version": SCHEMA_VERSION,
-        "perfnet_version": _version(),
+        "perfnet_version": __version__,
         "variant": trace.format.value,
         "source": trace.source,
         "partial": trace.partial,
@@ -300,12 +300,6 @@ def _write_tables(trace: Trace, work: Path) -> None:
         "capture_stats": None if stats is None else _stats_facts(stats),
     }
     (work / METADATA).write_text(json.dumps(metadata, indent=1), encoding="utf-8")
-
-
-def _version() -> str:
-    from perfnet import __version__  # the package's own, set when it is imported
-
-    return __version__
 
 
 def _details(trace: Trace, event: str) -> pd.DataFrame:

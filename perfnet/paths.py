@@ -934,14 +934,14 @@ def _drops(events: pd.DataFrame, view: _View, netns_dev: pd.Categorical | None =
     visit_dev[view.rows] = _visit_dev(view)
     at = np.flatnonzero((events["event"] == "skb:kfree_skb").to_numpy(dtype=bool, na_value=False))
     table = pd.DataFrame(
-        {
-            "reason": events["reason"].to_numpy(dtype=object)[at],
-            "location": events["location"].to_numpy(dtype=object)[at],
+        {  # the drops' rows only are made Python objects
+            "reason": events["reason"].iloc[at].to_numpy(dtype=object),
+            "location": events["location"].iloc[at].to_numpy(dtype=object),
             "dev": view.dev_names[visit_dev[at]],
         }
     )
     if netns_dev is not None:
-        table["netns_dev"] = np.asarray(netns_dev, dtype=object)[at]
+        table["netns_dev"] = np.asarray(netns_dev[at], dtype=object)
     counts = table.groupby(list(table.columns), dropna=False, sort=False).size()
     out = counts.rename("count").reset_index()
     return out.sort_values("count", ascending=False, kind="stable", ignore_index=True)

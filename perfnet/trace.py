@@ -9,7 +9,7 @@ nothing about text formats.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Final
@@ -92,6 +92,13 @@ def field_column(name: str) -> str:
     """The column of field ``name`` in :meth:`Trace.df`: ``name``, or ``<name>_field`` where a
     header column has that name."""
     return f"{name}_field" if name in HEADER_COLUMNS else name
+
+
+def _by_path(paths: pd.Series, keep: Callable[[set[str]], bool]) -> npt.NDArray[np.bool_]:
+    """Whether each packet's path (devices joined by ``>``) is one to ``keep``; each distinct
+    path is judged once."""
+    codes, distinct = pd.factorize(paths.astype(str))
+    return np.array([keep(set(str(path).split(">"))) for path in distinct] + [False])[codes]
 
 
 def _names(given: str | Iterable[str]) -> set[str]:
@@ -387,15 +394,17 @@ class Trace:
         """
         packets = self.packets
         chosen = np.ones(len(packets), bool)
-        devices = [str(p).split(">") for p in packets["path"]]
-        labelled = [str(p).split(">") for p in packets["netns_path"]]
         if dev is not None:
             wanted = _names(dev)
-            chosen &= [bool(wanted & {*plain, *named}) for plain, named in zip(devices, labelled, strict=True)]
+            chosen &= _by_path(packets["path"], lambda devs: bool(wanted & devs)) | _by_path(
+                packets["netns_path"], lambda devs: bool(wanted & devs)
+            )
         if netns is not None:
-            spaces = _names(netns)
-            home = self.topology.home
-            chosen &= [bool(spaces & {d.rpartition("@")[2] if "@" in d else home for d in named}) for named in labelled]
+            spaces, home = _names(netns), self.topology.home
+            chosen &= _by_path(
+                packets["netns_path"],
+                lambda devs: bool(spaces & {d.rpartition("@")[2] if "@" in d else home for d in devs}),
+            )
         if protocol is not None:
             chosen &= packets["protocol"].isin(ethertypes(protocol)).fillna(False).to_numpy(bool)
         if since is not None or until is not None:
