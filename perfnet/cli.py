@@ -196,6 +196,16 @@ def _report(trace: perfnet.Trace, filtered: dict[str, Any] | None = None) -> dic
     }
 
 
+def _wrote(path: str | Path, details: str = "") -> None:
+    """Say that ``path`` was written: on standard error where that file is standard output
+    (``-o /dev/stdout``), which would otherwise get the line in the middle of its data."""
+    try:
+        to_stdout = os.path.samestat(os.stat(path), os.fstat(1))
+    except OSError:
+        to_stdout = False
+    print(f"wrote {path}{details}", file=sys.stderr if to_stdout else sys.stdout)
+
+
 def _us(ns: float) -> str:
     return f"{ns / 1000:.1f}"
 
@@ -256,7 +266,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         from perfnet import html_report  # matplotlib is imported only when a report is drawn
 
         try:
-            print(f"wrote {html_report.write(trace, args.html)}")
+            _wrote(html_report.write(trace, args.html))
         except OSError as exc:
             raise PerfnetError(f"cannot write {args.html}: {exc.strerror or exc}") from exc
         return 0
@@ -437,12 +447,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
     else:
         plot.path_frequency(trace, ax=ax)
     # without an extension matplotlib writes PNG and adds ".png": name that file ourselves
-    output = args.output if Path(args.output).suffix else f"{args.output}.png"
+    named = Path(args.output)
+    device = not named.suffix and named.exists() and not named.is_file()  # /dev/stdout, a pipe
+    output = args.output if named.suffix or device else f"{args.output}.png"  # no type: a PNG
     try:
-        fig.savefig(output, dpi=120)
+        if device:  # matplotlib would write <name>.png beside a name without a type
+            with open(output, "wb") as out:
+                fig.savefig(out, format="png", dpi=120)
+        else:
+            fig.savefig(output, dpi=120)
     except (OSError, ValueError) as exc:  # ValueError: a file type matplotlib cannot write
         raise PerfnetError(f"cannot write {output}: {exc}") from exc
-    print(f"wrote {output}")
+    _wrote(output)
     return 0
 
 
@@ -467,14 +483,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_stdout(path: Path) -> bool:
-    """``path`` is this process's standard output (``/dev/stdout``, ``/proc/self/fd/1``)."""
-    try:
-        return os.path.samestat(os.stat(path), os.fstat(1))
-    except OSError:
-        return False
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     """``perfnet export``: one frame of a capture (after the filters) as CSV, JSON Lines or Parquet."""
     to = args.to or format_of(args.output)
@@ -492,11 +500,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise
     except OSError as exc:
         raise PerfnetError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
-    # said on standard error where the table itself went to standard output (-o /dev/stdout)
-    print(
-        f"wrote {written}: {len(frame)} rows of {args.table} ({to})",
-        file=sys.stderr if _is_stdout(written) else sys.stdout,
-    )
+    _wrote(written, f": {len(frame)} rows of {args.table} ({to})")
     return 0
 
 
@@ -523,7 +527,7 @@ def cmd_topology(args: argparse.Namespace) -> int:
             topology.save(target)
         except OSError as exc:
             raise PerfnetError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        print(f"wrote {target}: {len(topology.links)} devices in {len(topology.namespaces)} namespaces")
+        _wrote(target, f": {len(topology.links)} devices in {len(topology.namespaces)} namespaces")
         if topology.unreadable:
             print(f"not readable (run as root): {', '.join(topology.unreadable)}")
         return 0

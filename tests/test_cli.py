@@ -579,3 +579,14 @@ def test_ctrl_c_while_perfnet_starts_exits_130_quietly(after: float) -> None:
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert (proc.returncode, out, err) == (130, "", "")
+
+
+def test_files_written_to_standard_output_are_said_on_standard_error() -> None:
+    # `-o /dev/stdout > file`: the data alone goes to the file, the line saying so to stderr
+    html = subprocess.run(
+        [*COMMAND, "report", "--example", "--html", "/dev/stdout"], capture_output=True, text=True, check=True
+    )
+    assert html.stdout.startswith("<!DOCTYPE html>") and html.stderr == "wrote /dev/stdout\n"
+    png = subprocess.run([*COMMAND, "plot", "--example", "-o", "/dev/stdout"], capture_output=True, check=False)
+    assert png.returncode == 0, png.stderr
+    assert png.stdout.startswith(b"\x89PNG") and png.stderr == b"wrote /dev/stdout\n"
