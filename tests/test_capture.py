@@ -141,14 +141,31 @@ def wait_for_descendant(name: str, pid: int | None = None, timeout: float = 30) 
 # --- a capture through the lab: exact counts and loss accounting ------------------------------
 
 
+def printed_lab_events(raw: Path, lab: Lab) -> Counter[tuple[str, str]]:
+    """(event, device) counts of the ICMP-sized lab events in perf's text, read with a regex of
+    their own, not with perfnet."""
+    line = re.compile(r' (net:\w+)\((?=.*\blen: (\d+)\b)(?=.*\bname: "([^"]+)")')
+    devices = {lab.bridge, lab.host_veth, "eth0", "eth1"}
+    found = (line.search(text) for text in raw.read_text().splitlines())
+    return Counter((m[1], m[3]) for m in found if m is not None and m[3] in devices and int(m[2]) in ICMP_LENGTHS)
+
+
 @needs_lab
-def test_ping_through_the_lab_gives_exact_events(ping_trace: perfnet.Trace, lab: Lab) -> None:
+def test_ping_through_the_lab_gives_exact_events(ping_trace: perfnet.Trace, lab: Lab, raw_dir: Path) -> None:
     assert ping_trace.partial is None
     assert ping_trace.format == "trace"
     assert ping_trace.errors.empty, ping_trace.errors.head().to_dict("records")
     assert ping_trace.lost == 0
     assert echo_requests_on_bridge(ping_trace, lab.bridge) == PINGS
-    assert lab_events(ping_trace, lab) == expected_lab_events(lab, PINGS)
+    # perfnet reads exactly what perf printed ...
+    printed = printed_lab_events(raw_dir / "ping.txt", lab)
+    assert lab_events(ping_trace, lab) == printed
+    # ... and perf printed the kernel's events, but for perf trace's own silent misses (about
+    # one event in 8,000 on this machine, no LOST line: one missing net_dev_queue was seen in
+    # one of 9 CI runs on 2026-11-30): never an extra event, at most one missing
+    expected = expected_lab_events(lab, PINGS)
+    assert printed - expected == Counter()
+    assert sum((expected - printed).values()) <= 1, expected - printed
 
 
 @needs_lab
