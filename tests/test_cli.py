@@ -578,7 +578,9 @@ def test_ctrl_c_while_perfnet_starts_exits_130_quietly(after: float) -> None:
     time.sleep(after)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=30)
-    assert (proc.returncode, out, err) == (130, "", "")
+    # 130; or, on a loaded machine, killed by the SIGINT itself (-2, which a shell shows as 130
+    # too) before Python had set up its handling of it; in no case a word on either stream
+    assert (proc.returncode in (130, -signal.SIGINT), out, err) == (True, "", ""), proc.returncode
 
 
 def test_files_written_to_standard_output_are_said_on_standard_error() -> None:
