@@ -44,7 +44,9 @@ is a :class:`~perfnet.topology.Topology` with ``inferred=True``.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Final
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +54,15 @@ import pandas as pd
 
 from perfnet.topology import Link, Netns, Topology
 
-__all__ = ["MAX_FORWARD_MEDIAN_NS", "MIN_FORWARDS", "infer_topology"]
+__all__ = [
+    "MAX_FORWARD_MEDIAN_NS",
+    "MIN_FORWARDS",
+    "Evidence",
+    "evidence",
+    "infer_topology",
+    "next_on_thread",
+    "topology_of",
+]
 
 MIN_FORWARDS: Final = 2
 """Nested sightings a forwarding relation needs before two devices are put in one namespace."""
@@ -102,6 +112,29 @@ def _codes(events: pd.DataFrame, column: str, order: npt.NDArray[np.int64]) -> t
     return codes[order].astype(np.int64), np.array([*uniques, None], dtype=object)
 
 
+# The relations that join devices (see the module docstring), in the order _topology reads them.
+_PAIR, _BELOW, _UP = "pair", "below", "up"
+_DEVICES: Final = ("a", "pa", "b", "pb")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the events of some whole addresses show of the topology (see :func:`evidence`).
+
+    Attributes:
+        kinds: the kinds of event (codes) present.
+        steps: one row per distinct step of a relation (``pair``: veth peers; ``below``: a
+            transmit through a lower device; ``up``: a port passing a frame up), its devices
+            ``a``/``pa``/``b``/``pb`` (name and peer name), ``count``, and where it was first
+            seen (``addr``, ``time_ns``, ``lineno``).
+        sightings: one row per forwarding sighting: its devices, ``gap`` (ns) and ``nested``.
+    """
+
+    kinds: frozenset[int]
+    steps: pd.DataFrame
+    sightings: pd.DataFrame
+
+
 def infer_topology(events: pd.DataFrame) -> Topology:
     """Infer devices, veth peers, ports and namespaces from an events frame (see the module doc).
 
@@ -112,29 +145,63 @@ def infer_topology(events: pd.DataFrame) -> Topology:
         A topology marked ``inferred``; empty (every device unknown) for a capture without
         ``net_dev_start_xmit`` and receive entries, which cannot show veth peers.
     """
-    event_codes, event_names = pd.factorize(events["event"])
-    kind_of = np.array([_KINDS.get(name, _OTHER) if isinstance(name, str) else _OTHER for name in event_names])
-    if not {_START, _RX_ENTRY} <= set(kind_of.tolist()):
-        # without the events that show veth peers, a device's peer is unknown, not absent
-        return Topology(home="", namespaces=(), links=(), inferred=True)
-    # every event of an address, frees and copies included: one between two events means the
-    # skb was freed or delivered there, so they are not nested
+    return topology_of([evidence(events)])
+
+
+def next_on_thread(events: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """Per row with an address, the ``lineno`` of the next event with an address of the same
+    thread (-1: none), in the order :func:`evidence` walks them.  A capture split by address
+    (:mod:`perfnet.convert`) finds these on whole threads and gives them to :func:`evidence`."""
+    lineno = events["lineno"].to_numpy(dtype=np.int64)
+    after = _next_on_thread(events)
+    return np.where(after >= 0, lineno[np.maximum(after, 0)], -1)
+
+
+def _by_address(events: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """The rows with an address, grouped by address, in time order within (ties: frame order)."""
     rows = np.flatnonzero(events["skbaddr"].notna().to_numpy())
     addr = events["skbaddr"].to_numpy(dtype=np.uint64, na_value=0)[rows]
     time = events["time_ns"].to_numpy(dtype=np.int64)[rows]
-    by_addr = np.lexsort((time, addr))
-    order, time = rows[by_addr], time[by_addr]
-    group = np.cumsum(np.append(True, addr[by_addr][1:] != addr[by_addr][:-1]))  # address number per row
+    return rows[np.lexsort((time, addr))]
+
+
+def _next_on_thread(events: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """Per frame row, the frame row of the next event with an address of its thread, in time
+    order (ties: in :func:`_by_address`'s order); -1 for none or a row without an address."""
+    order = _by_address(events)
+    thread = _thread_keys(events, order)
+    by_thread = np.lexsort((events["time_ns"].to_numpy(dtype=np.int64)[order], thread))
+    after = np.full(len(events), -1, dtype=np.int64)
+    same_thread = thread[by_thread][1:] == thread[by_thread][:-1]
+    after[order[by_thread[:-1][same_thread]]] = order[by_thread[1:][same_thread]]
+    return after
+
+
+def evidence(events: pd.DataFrame, next_lineno: npt.NDArray[np.int64] | None = None) -> Evidence:
+    """The topology's evidence in the events of whole addresses (all of each address's events).
+
+    Args:
+        events: the events frame, or the rows of some addresses of one.
+        next_lineno: per row, what :func:`next_on_thread` gives on the whole capture (the
+            frame must then have ``lineno``); None: found on these rows (a whole capture).
+    """
+    event_codes, event_names = pd.factorize(events["event"])
+    kind_of = np.array([_KINDS.get(name, _OTHER) if isinstance(name, str) else _OTHER for name in event_names])
+    # every event of an address, frees and copies included: one between two events means the
+    # skb was freed or delivered there, so they are not nested
+    order = _by_address(events)
+    addr = events["skbaddr"].to_numpy(dtype=np.uint64, na_value=0)[order]
+    time = events["time_ns"].to_numpy(dtype=np.int64)[order]
+    group = np.cumsum(np.append(True, addr[1:] != addr[:-1]))  # address number per row
     kind = np.append(kind_of, _OTHER)[np.asarray(event_codes, dtype=np.int64)[order]]
     dev, dev_names = _codes(events, "dev", order)
-
-    # whether the next event of the same thread is the next event of this address: nothing of
-    # another skb came between
-    thread = _thread_keys(events, order)
-    by_thread = np.lexsort((time, thread))
-    next_on_thread = np.full(order.size, -1, dtype=np.int64)
-    same_thread = thread[by_thread][1:] == thread[by_thread][:-1]
-    next_on_thread[by_thread[:-1][same_thread]] = by_thread[1:][same_thread]
+    # row keys: whether the next event of the same thread is the next event of this address
+    # (nothing of another skb came between)
+    if next_lineno is None:
+        key, after = np.arange(len(events), dtype=np.int64), _next_on_thread(events)
+    else:
+        key, after = events["lineno"].to_numpy(dtype=np.int64), np.asarray(next_lineno, dtype=np.int64)
+    key, after = key[order], after[order]
 
     nxt = np.flatnonzero(group[1:] == group[:-1])  # pairs (i, i + 1) on one address
     a_kind, b_kind = kind[nxt], kind[nxt + 1]
@@ -143,53 +210,95 @@ def infer_topology(events: pd.DataFrame) -> Topology:
     peer[pair_at] = dev[pair_at + 1]
     peer[pair_at + 1] = dev[pair_at]
     _carry_peers(peer, dev, kind, group)
-
-    def device(code: int, peer_code: int) -> Device:
-        return str(dev_names[code]), (str(dev_names[peer_code]) if peer_code >= 0 else None)
-
-    def steps(at: npt.NDArray[np.int64], offset: int = 1) -> pd.DataFrame:
-        """One row per sighting ``at`` -> ``at + offset``: the two devices as codes."""
-        return pd.DataFrame({"a": dev[at], "pa": peer[at], "b": dev[at + offset], "pb": peer[at + offset]})
-
-    def counted(at: npt.NDArray[np.int64], offset: int = 1) -> Counter[tuple[Device, Device]]:
-        """The distinct steps ``at`` -> ``at + offset`` with their counts, in order of first
-        sighting (Python runs per distinct step only)."""
-        base = len(dev_names) + 1  # codes -1 .. len - 1, one digit each of one int64
-        key = np.zeros(at.size, dtype=np.int64)
-        for codes in (dev[at], peer[at], dev[at + offset], peer[at + offset]):
-            key = key * base + codes + 1
-        seen, distinct = pd.factorize(key)
-        sizes = np.bincount(seen, minlength=len(distinct))
-        steps = []
-        for step_key in np.asarray(distinct, dtype=np.int64).tolist():
-            digits = []
-            for _ in range(4):
-                step_key, digit = divmod(step_key, base)
-                digits.append(digit - 1)
-            b_peer, b, a_peer, a = digits
-            steps.append((device(a, a_peer), device(b, b_peer)))
-        return Counter(dict(zip(steps, sizes.tolist(), strict=True)))
-
-    pairs = counted(pair_at)
-    below = counted(nxt[(a_kind == _START) & (b_kind == _QUEUE)])  # (upper, lower)
-    up_at = nxt[(a_kind == _RX_CORE) & (b_kind == _RX_UP)] + 1  # (bridge, port): the port's row is before
-    below.update(counted(up_at, offset=-1))
-    forward_at = nxt[(a_kind == _RX_CORE) & ((b_kind == _QUEUE) | (b_kind == _START)) & (dev[nxt] != dev[nxt + 1])]
-    sightings = steps(forward_at).assign(
-        gap=time[forward_at + 1] - time[forward_at], nested=next_on_thread[forward_at] == forward_at + 1
+    lineno = (
+        key if next_lineno is not None else events["lineno"].to_numpy(np.int64)[order] if "lineno" in events else key
     )
-    stats = sightings.groupby(["a", "pa", "b", "pb"], sort=False).agg(
+    names = np.array([None if name is None else str(name) for name in dev_names], dtype=object)
+
+    def devices(at: npt.NDArray[np.int64], offset: int) -> dict[str, npt.NDArray[np.object_]]:
+        return {
+            "a": names[dev[at]],
+            "pa": names[peer[at]],
+            "b": names[dev[at + offset]],
+            "pb": names[peer[at + offset]],
+        }
+
+    def counted(relation: str, at: npt.NDArray[np.int64], offset: int = 1) -> pd.DataFrame:
+        """The distinct steps ``at`` -> ``at + offset`` with their counts and first sighting
+        (Python runs per distinct step only)."""
+        base = len(dev_names) + 1  # codes -1 .. len - 1, one digit each of one int64
+        step_key = np.zeros(at.size, dtype=np.int64)
+        for codes in (dev[at], peer[at], dev[at + offset], peer[at + offset]):
+            step_key = step_key * base + codes + 1
+        seen, distinct = pd.factorize(step_key)
+        first = np.zeros(len(distinct), dtype=np.int64)
+        first[seen[::-1]] = np.arange(at.size)[::-1]
+        where = at[first] + min(offset, 0)  # the sighting's earlier row
+        return pd.DataFrame(
+            {
+                "relation": relation,
+                **devices(at[first], offset),
+                "count": np.bincount(seen, minlength=len(distinct)),
+                "addr": addr[where],
+                "time_ns": time[where],
+                "lineno": lineno[where],
+            }
+        )
+
+    up_at = nxt[(a_kind == _RX_CORE) & (b_kind == _RX_UP)] + 1  # (bridge, port): the port's row is before
+    steps = pd.concat(
+        [
+            counted(_PAIR, pair_at),
+            counted(_BELOW, nxt[(a_kind == _START) & (b_kind == _QUEUE)]),  # (upper, lower)
+            counted(_UP, up_at, offset=-1),
+        ],
+        ignore_index=True,
+    )
+    forward_at = nxt[(a_kind == _RX_CORE) & ((b_kind == _QUEUE) | (b_kind == _START)) & (dev[nxt] != dev[nxt + 1])]
+    sightings = pd.DataFrame(
+        {
+            **devices(forward_at, 1),
+            "gap": time[forward_at + 1] - time[forward_at],
+            "nested": after[forward_at] == key[forward_at + 1],
+        }
+    )
+    return Evidence(frozenset(kind_of.tolist()), steps, sightings)
+
+
+def _step(key: Any) -> tuple[Device, Device]:
+    """A step's two devices from a group key (a missing peer comes back from groupby as NaN)."""
+    a, pa, b, pb = (value if isinstance(value, str) else None for value in key)
+    return (str(a), pa), (str(b), pb)
+
+
+def topology_of(parts: Iterable[Evidence]) -> Topology:
+    """The topology the evidence of a whole capture shows: :func:`infer_topology` of the capture,
+    whether its evidence was gathered at once or address by address."""
+    parts = list(parts)
+    if not {_START, _RX_ENTRY} <= set().union(*(part.kinds for part in parts)):
+        # without the events that show veth peers, a device's peer is unknown, not absent
+        return Topology(home="", namespaces=(), links=(), inferred=True)
+    steps = pd.concat([part.steps for part in parts], ignore_index=True)
+    steps = steps.sort_values(["addr", "time_ns", "lineno"], kind="stable")  # in order of first sighting
+
+    def relation(name: str) -> Counter[tuple[Device, Device]]:
+        rows = steps[steps["relation"] == name]
+        counts = rows.groupby(list(_DEVICES), dropna=False, sort=False)["count"].sum()
+        return Counter({_step(key): int(n) for key, n in counts.items()})
+
+    below = relation(_BELOW)
+    below.update(relation(_UP))
+    sightings = pd.concat([part.sightings for part in parts], ignore_index=True)
+    stats = sightings.groupby(list(_DEVICES), dropna=False, sort=False).agg(
         seen=("gap", "size"), nested=("nested", "sum"), median_gap=("gap", "median")
     )
     alike = (stats["nested"] >= 1) & (2 * stats["nested"] >= stats["seen"])
     alike &= stats["median_gap"] <= MAX_FORWARD_MEDIAN_NS
     verdicts = {
-        (device(*key[:2]), device(*key[2:])): (
-            _FORWARDS if ok and nested >= MIN_FORWARDS else _MAY_FORWARD if ok else _REUSE
-        )
+        _step(key): (_FORWARDS if ok and nested >= MIN_FORWARDS else _MAY_FORWARD if ok else _REUSE)
         for key, ok, nested in zip(stats.index, alike, stats["nested"], strict=True)
     }
-    return _topology(pairs=pairs, below=below, forwards=verdicts)
+    return _topology(pairs=relation(_PAIR), below=below, forwards=verdicts)
 
 
 def _thread_keys(events: pd.DataFrame, order: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

@@ -56,7 +56,11 @@ __all__ = [
     "NO_PACKET",
     "RULES",
     "PathFrames",
+    "count_drops",
+    "drop_events",
     "drops",
+    "exit_entries",
+    "frames",
     "hops",
     "packets",
     "reconstruct",
@@ -567,6 +571,34 @@ def _match_exits(events: pd.DataFrame, tl: _Timeline) -> IntArray:
     return entry_of
 
 
+def exit_entries(events: pd.DataFrame) -> IntArray:
+    """Per row of ``events``, the ``lineno`` of the entry its ``*_exit`` closes (-1: none or
+    not an exit), matched by thread as :func:`segment` does.  Exits carry no address, so a
+    capture split by address (:mod:`perfnet.convert`) matches them here first, on the calls
+    of whole threads, and gives the result to :func:`segment` as ``entries``."""
+    tl = _timeline(events)
+    entry_of = _match_exits(events, tl)
+    lineno = events["lineno"].to_numpy(dtype=np.int64)[tl.order]
+    out = np.empty(entry_of.size, dtype=np.int64)
+    out[tl.order] = np.where(entry_of >= 0, lineno[np.maximum(entry_of, 0)], -1)
+    return out
+
+
+def _entry_positions(events: pd.DataFrame, tl: _Timeline, entries: IntArray) -> IntArray:
+    """``entries`` (a lineno per frame row) as time-order positions per time-order row, like
+    :func:`_match_exits` gives them; -1 where the entry is not among these rows."""
+    lineno = events["lineno"].to_numpy(dtype=np.int64)[tl.order]
+    wanted = np.asarray(entries, dtype=np.int64)[tl.order]
+    by_line = np.argsort(lineno, kind="stable")
+    at = (
+        by_line[np.minimum(np.searchsorted(lineno[by_line], wanted), max(lineno.size - 1, 0))]
+        if lineno.size
+        else wanted
+    )
+    found = (wanted >= 0) & (lineno[at] == wanted) if lineno.size else wanted >= 0
+    return np.where(found, at, -1)
+
+
 def _ffill_in_runs(values: IntArray, run_start: IntArray) -> IntArray:
     """Carry the last value >= 0 forward within each run; -1 before the run's first one."""
     last = np.maximum.accumulate(np.where(values >= 0, np.arange(values.size), -1))
@@ -617,6 +649,7 @@ def segment(
     gap_ns: int = DEFAULT_GAP_NS,
     rules: Collection[str] = RULES,
     lost_linenos: Sequence[int] = (),
+    entries: IntArray | None = None,
 ) -> pd.DataFrame:
     """Label every event with its packet and its device visit within the packet.
 
@@ -687,6 +720,10 @@ def segment(
         lost_linenos: line numbers of the capture's LOST lines: a packet whose end lies next to
             one (a LOST line between its last event and the address's next, by line number)
             ends by ``lost``, whichever rule split it.
+        entries: for a frame that holds part of a capture (the addresses of one bucket, as
+            :mod:`perfnet.convert` splits it), per row the ``lineno`` of the entry each
+            ``*_exit`` closes (-1: none), matched over the whole capture by
+            :func:`exit_entries`; None: matched here, on these rows.
 
     Returns:
         A frame with the events' index and int64 columns ``packet_id`` (``NO_PACKET`` for
@@ -704,7 +741,7 @@ def segment(
         raise UsageError(f"unknown rules {sorted(unknown)}: choose from {sorted(RULES)}")
     graph = DeviceGraph(topology) if topology is not None else None
     lt = _lifetimes(events, tl, gap_ns, graph, frozenset(rules), lost_linenos)
-    entry_of = _match_exits(events, tl)
+    entry_of = _match_exits(events, tl) if entries is None else _entry_positions(events, tl, entries)
     closed = np.flatnonzero(entry_of >= 0)
     lt.packet[closed] = lt.packet[entry_of[closed]]
     visit = _visits(tl, lt, entry_of)
@@ -928,11 +965,11 @@ def _stages(view: _View) -> pd.DataFrame:
     )
 
 
-def _drops(events: pd.DataFrame, view: _View, netns_dev: pd.Categorical | None = None) -> pd.DataFrame:
-    """The drops frame (see :func:`drops`)."""
+def _drop_events(events: pd.DataFrame, view: _View, netns_dev: pd.Categorical | None = None) -> pd.DataFrame:
+    """The drop rows (see :func:`drop_events`)."""
     visit_dev = np.full(len(events), -1, dtype=np.int64)
     visit_dev[view.rows] = _visit_dev(view)
-    at = np.flatnonzero((events["event"] == "skb:kfree_skb").to_numpy(dtype=bool, na_value=False))
+    at = view.order[(events["event"] == "skb:kfree_skb").to_numpy(dtype=bool, na_value=False)[view.order]]
     table = pd.DataFrame(
         {  # the drops' rows only are made Python objects
             "reason": events["reason"].iloc[at].to_numpy(dtype=object),
@@ -942,9 +979,28 @@ def _drops(events: pd.DataFrame, view: _View, netns_dev: pd.Categorical | None =
     )
     if netns_dev is not None:
         table["netns_dev"] = np.asarray(netns_dev[at], dtype=object)
-    counts = table.groupby(list(table.columns), dropna=False, sort=False).size()
-    out = counts.rename("count").reset_index()
-    return out.sort_values("count", ascending=False, kind="stable", ignore_index=True)
+    table["count"] = np.ones(at.size, dtype=np.int64)
+    table["time_ns"] = events["time_ns"].to_numpy(dtype=np.int64)[at]
+    table["lineno"] = events["lineno"].to_numpy(dtype=np.int64)[at] if "lineno" in events else at
+    return table
+
+
+def drop_events(events: pd.DataFrame, labels: pd.DataFrame, netns_dev: pd.Categorical | None = None) -> pd.DataFrame:
+    """One row per ``skb:kfree_skb`` event, in time order: ``reason``, ``location``, ``dev``
+    (and ``netns_dev``) as :func:`drops` counts them, ``count`` (1), ``time_ns`` and ``lineno``.
+    :func:`count_drops` counts them; a capture read in parts counts each part's rows, then the
+    parts' counts in order of their first events."""
+    return _drop_events(events, _view(events, labels), netns_dev)
+
+
+def count_drops(rows: pd.DataFrame) -> pd.DataFrame:
+    """Sum the ``count`` of :func:`drop_events`' rows (or of partial counts, each with its first
+    event's ``time_ns`` and ``lineno``) by reason, location and device: the :func:`drops` frame,
+    most frequent first, ties in order of first occurrence."""
+    rows = rows.sort_values(["time_ns", "lineno"], kind="stable")
+    keys = [name for name in rows.columns if name not in ("count", "time_ns", "lineno")]
+    counts = rows.groupby(keys, dropna=False, sort=False)["count"].sum()
+    return counts.reset_index().sort_values("count", ascending=False, kind="stable", ignore_index=True)
 
 
 def packets(events: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -1046,7 +1102,7 @@ def drops(events: pd.DataFrame, labels: pd.DataFrame, netns_dev: pd.Categorical 
     Raises:
         UsageError: ``labels`` is not indexed like ``events``.
     """
-    return _drops(events, _view(events, labels), netns_dev)
+    return count_drops(_drop_events(events, _view(events, labels), netns_dev))
 
 
 def reconstruct(
@@ -1069,12 +1125,24 @@ def reconstruct(
     Returns:
         The labels and the ``packets``, ``hops``, ``stages`` and ``drops`` frames.
     """
-    labels = segment(events, topology=topology, gap_ns=gap_ns, rules=rules, lost_linenos=lost_linenos)
+    return frames(events, segment(events, topology=topology, gap_ns=gap_ns, rules=rules, lost_linenos=lost_linenos))
+
+
+def frames(events: pd.DataFrame, labels: pd.DataFrame) -> PathFrames:
+    """Every path frame of labelled events, sharing one sorted view of them.
+
+    Args:
+        events: the events frame.
+        labels: what :func:`segment` returned for ``events``.
+
+    Raises:
+        UsageError: ``labels`` is not indexed like ``events``.
+    """
     view = _view(events, labels)
     return PathFrames(
         labels=labels,
         packets=_packets(events, view),
         hops=_hops(view),
         stages=_stages(view),
-        drops=_drops(events, view),
+        drops=count_drops(_drop_events(events, view)),
     )
