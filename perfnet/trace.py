@@ -105,6 +105,57 @@ def _names(given: str | Iterable[str]) -> set[str]:
     return {given} if isinstance(given, str) else set(given)
 
 
+def netns_packets(packets: pd.DataFrame, topology: Topology) -> pd.DataFrame:
+    """The packets frame with ``netns_path``: devices outside perfnet's namespace written
+    ``name@netns``, names used in several namespaces told apart by veth peers."""
+    packets = packets.copy()
+    packets["netns_path"] = label_paths(packets["path"], topology)
+    return packets
+
+
+def netns_devices(packets: pd.DataFrame, packet_id: Iterable[int], visit: Iterable[int]) -> pd.Categorical:
+    """The device of each packet's visit as ``netns_path`` labels it (``eth0@ctr1``), missing
+    outside a packet or a visit; categorical, as the path frames' device names are.  Each
+    distinct path is split once.
+
+    Args:
+        packets: packets with their ``netns_path`` (:func:`netns_packets`).
+        packet_id, visit: the visits to name.
+    """
+    packet_id, visit = np.asarray(packet_id, np.int64), np.asarray(visit, np.int64)
+    ids = packets["packet_id"].to_numpy(np.int64)
+    path_of, paths_ = pd.factorize(packets["netns_path"].astype(str))
+    devices = [str(path).split(">") for path in paths_]
+    width = max((len(devs) for devs in devices), default=0)
+    table = np.full((len(devices) + 1, width + 1), None, dtype=object)  # last row and column: None
+    for i, devs in enumerate(devices):
+        table[i, : len(devs)] = devs
+    row = np.full(len(packet_id), len(devices))
+    if len(ids):
+        by_id = np.argsort(ids, kind="stable")
+        at = by_id[np.minimum(np.searchsorted(ids[by_id], packet_id), len(ids) - 1)]
+        found = ids[at] == packet_id
+        row[found] = path_of[at[found]]
+    column = np.where((visit >= 0) & (visit < width), visit, width)
+    return pd.Categorical(table[row, column])
+
+
+def netns_hops(hops: pd.DataFrame, packets: pd.DataFrame) -> pd.DataFrame:
+    """The hops frame with ``from_netns_dev`` and ``to_netns_dev`` (see :func:`netns_devices`)."""
+    hops = hops.copy()
+    step = hops["hop"].to_numpy(np.int64)
+    hops["from_netns_dev"] = netns_devices(packets, hops["packet_id"], step)
+    hops["to_netns_dev"] = netns_devices(packets, hops["packet_id"], step + 1)
+    return hops
+
+
+def netns_stages(stages: pd.DataFrame, packets: pd.DataFrame) -> pd.DataFrame:
+    """The stages frame with the visit's ``netns_dev`` (see :func:`netns_devices`)."""
+    stages = stages.copy()
+    stages["netns_dev"] = netns_devices(packets, stages["packet_id"], stages["visit"])
+    return stages
+
+
 class Trace:
     """A parsed capture: its variant, events, non-event messages and unparsed lines.
 
@@ -312,60 +363,27 @@ class Trace:
         ``n_events``, ``len``, ``protocol``, ``kind``, ``end``, ``ended_by`` (the rule that ended
         the packet) and ``netns_path`` (``br0>veth1>eth0@ctr1``; with an inferred topology
         ``eth0@inferred-2``).  See :func:`perfnet.paths.packets`."""
-        packets = self._frames.packets.copy()
-        # devices outside perfnet's namespace written name@netns, duplicates resolved by veth peers
-        packets["netns_path"] = label_paths(packets["path"], self.topology)
-        return packets
+        return netns_packets(self._frames.packets, self.topology)
 
     @cached_property
     def hops(self) -> pd.DataFrame:
         """One row per device-to-device step of each packet, with its ``latency_ns`` and
         ``from_netns_dev``/``to_netns_dev`` (``eth0@ctr1``), which tell apart devices of one
         name in different namespaces."""
-        hops = self._frames.hops.copy()
-        step = hops["hop"].to_numpy(np.int64)
-        hops["from_netns_dev"] = self._netns_devices(hops["packet_id"].to_numpy(np.int64), step)
-        hops["to_netns_dev"] = self._netns_devices(hops["packet_id"].to_numpy(np.int64), step + 1)
-        return hops
-
-    def _netns_devices(self, packet_id: npt.NDArray[np.int64], visit: npt.NDArray[np.int64]) -> pd.Categorical:
-        """The device of each packet's visit as ``netns_path`` labels it (``eth0@ctr1``),
-        missing outside a packet or a visit; categorical, as the path frames' device names
-        are.  Each distinct path is split once."""
-        packets = self.packets
-        ids = packets["packet_id"].to_numpy(np.int64)
-        path_of, paths_ = pd.factorize(packets["netns_path"].astype(str))
-        devices = [str(path).split(">") for path in paths_]
-        width = max((len(devs) for devs in devices), default=0)
-        table = np.full((len(devices) + 1, width + 1), None, dtype=object)  # last row and column: None
-        for i, devs in enumerate(devices):
-            table[i, : len(devs)] = devs
-        row = np.full(len(packet_id), len(devices))
-        if len(ids):
-            by_id = np.argsort(ids, kind="stable")
-            at = by_id[np.minimum(np.searchsorted(ids[by_id], packet_id), len(ids) - 1)]
-            found = ids[at] == packet_id
-            row[found] = path_of[at[found]]
-        column = np.where((visit >= 0) & (visit < width), visit, width)
-        return pd.Categorical(table[row, column])
+        return netns_hops(self._frames.hops, self.packets)
 
     @cached_property
     def stages(self) -> pd.DataFrame:
         """Time between consecutive stage events within one device visit (queue, xmit, rx ...),
         with the visit's ``netns_dev`` (``eth0@ctr1``)."""
-        stages = self._frames.stages.copy()
-        visit = stages["visit"].to_numpy(np.int64)
-        stages["netns_dev"] = self._netns_devices(stages["packet_id"].to_numpy(np.int64), visit)
-        return stages
+        return netns_stages(self._frames.stages, self.packets)
 
     @cached_property
     def drops(self) -> pd.DataFrame:
         """``skb:kfree_skb`` counts by ``reason``, ``location``, the packet's device ``dev``
         and that device as the topology labels it, ``netns_dev`` (``eth0@ctr1``)."""
         labels = self.labels
-        visit = labels["visit"].to_numpy(np.int64)
-        netns_dev = self._netns_devices(labels["packet_id"].to_numpy(np.int64), visit)
-        return paths.drops(self.events, labels, netns_dev)
+        return paths.drops(self.events, labels, netns_devices(self.packets, labels["packet_id"], labels["visit"]))
 
     def filter(
         self,
