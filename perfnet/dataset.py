@@ -1,37 +1,41 @@
 """A capture as a Parquet dataset: :func:`write_dataset` writes one (``perfnet convert``),
 :func:`read_dataset` gives the same :class:`~perfnet.trace.Trace` back (``perfnet.read(DIR)``).
 
-Layout of a dataset directory (:data:`SCHEMA_VERSION` 1), one Parquet file per table so other
-tools (DuckDB, Spark, polars, pandas) read each on its own:
+Layout of a dataset directory (:data:`SCHEMA_VERSION` 2).  Each table is a directory of
+Parquet parts (``part-00000.parquet``, ...), which other tools (DuckDB, Spark, polars,
+pyarrow) read as one table; :func:`write_dataset` writes one part per table, ``perfnet
+convert`` (:mod:`perfnet.convert`) as many as it needs to keep its memory bounded:
 
 * ``metadata.json``: schema version, perfnet version, variant, source, partial reason, the
   capture's facts where known (perf and kernel version, wall-clock start, boot time, perf's
-  resource use), the topology, and each tracepoint's field shapes.
-* ``events.parquet``: the events frame (time order) with each event's ``packet_id``, ``visit``
+  resource use), the topology, each tracepoint's field shapes, and how a conversion read it.
+* ``events/``: the events frame (time order) with each event's ``packet_id``, ``visit``
   and ``ended_by``.
-* ``details/<subsystem>.<event>.parquet``: each tracepoint's rows with all its typed fields
+* ``details/<subsystem>.<event>/``: each tracepoint's rows with all its typed fields
   (:meth:`Trace.df`), plus ``__shape__`` (which field set the row printed).
-* ``messages.parquet``, ``errors.parquet``: perf's messages and the lines that did not parse.
-* ``packets.parquet``, ``hops.parquet``, ``stages.parquet``, ``drops.parquet``: the packet
-  frames; ``counters.parquet``: a live capture's interface counters against its events.
+* ``messages/``, ``errors/``: perf's messages and the lines that did not parse.
+* ``packets/``, ``hops/``, ``stages/``, ``drops/``: the packet frames (a conversion writes
+  the first three grouped by skb address: sort by ``packet_id`` for the order a Trace has);
+  ``counters/``: a live capture's interface counters against its events.
 
 Columns keep their types: nullable integers, 64-bit addresses as ``uint64``, categories as
 dictionaries (their category order is kept in the file's metadata), callchains as lists of
 strings.  A column whose values mix types (an enum printed by name where the kernel's table is
 known and as a number where not) is stored as JSON text, and said so in the metadata.
 
-A dataset is written into a temporary directory beside ``DIR`` and renamed into place at the
-end: an interrupted or failed conversion leaves nothing half-written.
+A dataset is written into a temporary directory beside ``DIR`` (:class:`DatasetWriter`) and
+renamed into place at the end: an interrupted or failed conversion leaves nothing half-written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,8 +54,9 @@ from perfnet.records import BadLine, Message
 from perfnet.topology import Topology
 from perfnet.trace import Trace, field_column
 
-SCHEMA_VERSION: Final = 1
-"""The layout :func:`write_dataset` writes; :func:`read_dataset` refuses newer ones."""
+SCHEMA_VERSION: Final = 2
+"""The layout :func:`write_dataset` writes and :func:`read_dataset` reads (1 had one file per
+table and was never released)."""
 
 METADATA: Final = "metadata.json"
 SHAPE_COLUMN: Final = "__shape__"
@@ -60,6 +65,7 @@ SHAPE_COLUMN: Final = "__shape__"
 _CODEC_KEY: Final = b"perfnet"  # Parquet file metadata: how each column is encoded
 _LABEL_COLUMNS: Final = ("packet_id", "visit", "ended_by")
 _FRAMES: Final = ("packets", "hops", "stages", "drops")
+_TABLES: Final = ("events", "details", "messages", "errors", "counters", *_FRAMES)
 _NETNS_COLUMNS: Final = {
     "packets": ("netns_path",),
     "hops": ("from_netns_dev", "to_netns_dev"),
@@ -80,14 +86,12 @@ def is_dataset(path: str | Path) -> bool:
         version = json.loads((root / METADATA).read_text(encoding="utf-8")).get("schema_version")
     except (OSError, ValueError, AttributeError):
         return False
-    return isinstance(version, int) and (root / "events.parquet").is_file()
+    return isinstance(version, int) and (root / "events").is_dir()
 
 
 def _only_dataset(root: Path) -> bool:
     """``root`` holds a dataset and nothing else (what ``force`` may replace)."""
-    expected = {METADATA, "details", "counters.parquet", "events.parquet", "messages.parquet", "errors.parquet"}
-    expected |= {f"{name}.parquet" for name in _FRAMES}
-    return is_dataset(root) and {entry.name for entry in root.iterdir()} <= expected
+    return is_dataset(root) and {entry.name for entry in root.iterdir()} <= {METADATA, *_TABLES}
 
 
 # --- one frame <-> one Parquet file, exactly ---------------------------------------------------
@@ -205,10 +209,6 @@ def read_frame(path: Path) -> pd.DataFrame:
 # --- a Trace <-> a dataset ----------------------------------------------------------------------
 
 
-def _detail_name(event: str) -> str:
-    return event.replace(":", ".") + ".parquet"
-
-
 def check_output(out: str | Path, *, force: bool = False) -> Path:
     """``out`` as a path a dataset may be written to (checked before a long read).
 
@@ -231,6 +231,77 @@ def check_output(out: str | Path, *, force: bool = False) -> Path:
     raise UsageError(f"{out} exists; {hint}")
 
 
+class DatasetWriter:
+    """A dataset being written: tables added part by part into a temporary directory beside
+    ``out``, renamed into place by :meth:`commit`.  As a context manager it removes the
+    temporary directory if the block fails (Ctrl-C, a full disk): nothing half-written stays.
+
+    Args:
+        out: the dataset directory to create.
+        force: replace ``out`` if it exists (only a perfnet dataset or an empty directory).
+
+    Raises:
+        UsageError: ``out`` exists (without ``force``), or is not a dataset nor empty.
+    """
+
+    def __init__(self, out: str | Path, *, force: bool = False) -> None:
+        self.out = check_output(out, force=force)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".partial", dir=self.out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        self.work.chmod(0o777 & ~umask)  # as mkdir would make it (mkdtemp makes it private)
+        self._parts: dict[str, int] = {}
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def scratch(self) -> Path:
+        """A directory for working files, inside the temporary one (removed with it)."""
+        path = self.work / ".scratch"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def add(self, table: str, frame: pd.DataFrame) -> None:
+        """Write ``frame`` as the next part of ``table`` (``events``, ``details/net.net_dev_queue`` ...)."""
+        number = self._parts.get(table, 0)
+        self._parts[table] = number + 1
+        directory = self.work / table
+        directory.mkdir(parents=True, exist_ok=True)
+        write_frame(frame, directory / f"part-{number:05d}.parquet")
+
+    def commit(self, metadata: dict[str, Any]) -> Path:
+        """Write the metadata and move the dataset into place; an old one at ``out`` goes only
+        once the new one is there.  Returns ``out``."""
+        shutil.rmtree(self.work / ".scratch", ignore_errors=True)
+        (self.work / METADATA).write_text(
+            json.dumps({"schema_version": SCHEMA_VERSION, "perfnet_version": __version__, **metadata}, indent=1),
+            encoding="utf-8",
+        )
+        old = None
+        if self.out.exists():
+            old = self.out.with_name(f".{self.out.name}.{os.getpid()}.old")
+            self.out.rename(old)
+        self.work.rename(self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.out
+
+
+def detail_table(event: str) -> str:
+    """The table of an event's details (``details/net.net_dev_queue``)."""
+    return "details/" + event.replace(":", ".")
+
+
+def shape_specs(columns: Columns) -> list[dict[str, Any]]:
+    """The metadata's ``shapes``: each field set of the columns, in their order."""
+    return [{"event": s.event, "names": list(s.names), "dtypes": list(s.dtypes)} for s in columns.shapes]
+
+
 def write_dataset(trace: Trace, out: str | Path, *, force: bool = False) -> Path:
     """Write ``trace`` as a Parquet dataset in the directory ``out`` (layout in the module's
     docstring), atomically.
@@ -246,74 +317,45 @@ def write_dataset(trace: Trace, out: str | Path, *, force: bool = False) -> Path
     Raises:
         UsageError: ``out`` exists (without ``force``), or is not a dataset nor empty.
     """
-    out = check_output(out, force=force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    work.chmod(0o777 & ~umask)  # as mkdir would make it (mkdtemp makes it private)
-    try:
-        _write_tables(trace, work)
-        _replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return out
+    with DatasetWriter(out, force=force) as writer:
+        columns = trace.columns
+        writer.add("events", pd.concat([trace.events, trace.labels[list(_LABEL_COLUMNS)]], axis=1))
+        shapes = shape_specs(columns)
+        for event in dict.fromkeys(shape.event for shape in columns.shapes):
+            writer.add(detail_table(event), details(trace, range(len(shapes)), event))
+        writer.add("messages", trace.messages)
+        writer.add("errors", trace.errors)
+        for name in _FRAMES:
+            writer.add(name, getattr(trace, name))
+        stats = trace.capture_stats
+        if stats is not None:
+            writer.add("counters", stats.counters)
+        return writer.commit(
+            {
+                "variant": trace.format.value,
+                "source": trace.source,
+                "partial": trace.partial,
+                "start_ns": trace.start_ns,
+                "events": len(columns),
+                "shapes": shapes,
+                "topology": json.loads(trace.topology.to_json()),
+                "capture_stats": None if stats is None else _stats_facts(stats),
+            }
+        )
 
 
-def _replace(work: Path, out: Path) -> None:
-    """Move the finished dataset into place; an old one goes only once the new one is there."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.{os.getpid()}.old")
-        out.rename(old)
-    work.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_tables(trace: Trace, work: Path) -> None:
+def details(trace: Trace, shape_ids: Sequence[int], event: str) -> pd.DataFrame:
+    """``trace.df(event)`` with each row's field set (``__shape__``): ``shape_ids[i]`` is the
+    dataset's number (an index into the metadata's ``shapes``) of ``trace.columns.shapes[i]``."""
     columns = trace.columns
-    events = pd.concat([trace.events, trace.labels[list(_LABEL_COLUMNS)]], axis=1)
-    write_frame(events, work / "events.parquet")
-    (work / "details").mkdir()
-    for event in dict.fromkeys(shape.event for shape in columns.shapes):
-        write_frame(_details(trace, event), work / "details" / _detail_name(event))
-    shapes = [{"event": s.event, "names": list(s.names), "dtypes": list(s.dtypes)} for s in columns.shapes]
-    write_frame(trace.messages, work / "messages.parquet")
-    write_frame(trace.errors, work / "errors.parquet")
-    for name in _FRAMES:
-        write_frame(getattr(trace, name), work / f"{name}.parquet")
-    stats = trace.capture_stats
-    if stats is not None:
-        write_frame(stats.counters, work / "counters.parquet")
-    metadata = {
-        "schema_version": SCHEMA_VERSION,
-        "perfnet_version": __version__,
-        "variant": trace.format.value,
-        "source": trace.source,
-        "partial": trace.partial,
-        "start_ns": trace.start_ns,
-        "events": len(columns),
-        "shapes": shapes,
-        "topology": json.loads(trace.topology.to_json()),
-        "capture_stats": None if stats is None else _stats_facts(stats),
-    }
-    (work / METADATA).write_text(json.dumps(metadata, indent=1), encoding="utf-8")
-
-
-def _details(trace: Trace, event: str) -> pd.DataFrame:
-    """``trace.df(event)`` with each row's ``shape``: its field set, an index into the
-    metadata's ``shapes`` (every field set of the capture, in the order the columns keep)."""
-    columns = trace.columns
-    own = [shape for shape in columns.shapes if shape.event == event]
     frame = trace.df(event)
     shape_of = np.empty(len(columns), np.int32)
-    for i, shape in enumerate(columns.shapes):
+    rows = []
+    for shape_id, shape in zip(shape_ids, columns.shapes, strict=True):
         if shape.event == event:
-            shape_of[shape.rows] = i
-    rows = np.sort(np.concatenate([shape.rows for shape in own]))  # df(event)'s rows: time order
-    frame.insert(len(frame.columns), SHAPE_COLUMN, shape_of[rows])
+            shape_of[shape.rows] = shape_id
+            rows.append(shape.rows)
+    frame.insert(len(frame.columns), SHAPE_COLUMN, shape_of[np.sort(np.concatenate(rows))])  # df's rows: time order
     return frame
 
 
@@ -336,10 +378,11 @@ def read_dataset(path: str | Path) -> Trace:
         version = metadata["schema_version"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"{root} is not a perfnet dataset: {exc}") from None
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if not isinstance(version, int) or version != SCHEMA_VERSION:
+        hint = "upgrade perfnet" if isinstance(version, int) and version > SCHEMA_VERSION else "convert it again"
         raise DatasetError(
-            f"{root} is a dataset of schema version {version}; this perfnet reads up to {SCHEMA_VERSION}\n"
-            "hint: upgrade perfnet"
+            f"{root} is a dataset of schema version {version}; this perfnet reads version {SCHEMA_VERSION}\n"
+            f"hint: {hint}"
         )
     try:
         return _read(root, metadata)
@@ -348,12 +391,18 @@ def read_dataset(path: str | Path) -> Trace:
 
 
 def _read(root: Path, metadata: dict[str, Any]) -> Trace:
-    events = read_frame(root / "events.parquet")
+    events = read_table(root, "events")
+    if len(events) and (np.diff(events["time_ns"].to_numpy(np.int64)) < 0).any():  # events later than the window
+        order = np.lexsort((events["lineno"].to_numpy(np.int64), events["time_ns"].to_numpy(np.int64)))
+        events = events.take(order).reset_index(drop=True)
     columns = _columns(root, metadata, events)
     labels = events[list(_LABEL_COLUMNS)]
-    frames = {name: read_frame(root / f"{name}.parquet") for name in _FRAMES}
+    frames = {name: read_table(root, name) for name in _FRAMES}
     for name, derived in _NETNS_COLUMNS.items():  # Trace labels them with its topology again
         frames[name] = frames[name].drop(columns=[c for c in derived if c in frames[name]])
+    for name in ("packets", "hops", "stages"):  # written grouped by address where converted in parts
+        if not frames[name]["packet_id"].is_monotonic_increasing:
+            frames[name] = frames[name].sort_values("packet_id", kind="stable", ignore_index=True)
     stats = metadata.get("capture_stats")
     return Trace(
         columns,
@@ -361,10 +410,47 @@ def _read(root: Path, metadata: dict[str, Any]) -> Trace:
         source=metadata["source"],
         topology=Topology.from_json(json.dumps(metadata["topology"])),
         partial=metadata["partial"],
-        capture_stats=None if stats is None else _stats(stats, read_frame(root / "counters.parquet")),
+        capture_stats=None if stats is None else _stats(stats, read_table(root, "counters")),
         frames=paths.PathFrames(labels=labels, **frames),
         start_ns=metadata["start_ns"],
     )
+
+
+def _parts(root: Path, table: str) -> list[Path]:
+    parts = sorted((root / table).glob("part-*.parquet"))
+    if not parts:
+        raise DatasetError(f"{root} is a damaged perfnet dataset: no parts in {table}/")
+    return parts
+
+
+def read_table(root: Path, table: str) -> pd.DataFrame:
+    """A table of the dataset at ``root``: its parts in order, as one frame (categories
+    joined: one list if every part has it, else sorted like the frames sort theirs)."""
+    frames = [read_frame(part) for part in _parts(root, table)]
+    if len(frames) == 1:
+        return frames[0]
+    joined: dict[str, Any] = {}
+    for name in frames[0].columns:
+        series = [frame[name] for frame in frames]
+        if all(isinstance(s.dtype, pd.CategoricalDtype) for s in series):
+            joined[name] = _join_categoricals([s.array for s in series])
+        else:
+            joined[name] = pd.concat(series, ignore_index=True)
+    return pd.DataFrame(joined, index=pd.RangeIndex(sum(len(frame) for frame in frames)))
+
+
+def _join_categoricals(parts: list[Any]) -> Any:
+    """Categoricals one after another, over the union of their categories."""
+    first = list(parts[0].categories)
+    if all(list(part.categories) == first for part in parts[1:]):
+        categories = first
+    else:
+        categories = list(dict.fromkeys(value for part in parts for value in part.categories))
+        with contextlib.suppress(TypeError):  # ints and names mixed (drop reasons without a table)
+            categories.sort()
+    index = pd.Index(categories, dtype=parts[0].categories.dtype, tupleize_cols=False)
+    codes = [np.append(index.get_indexer(part.categories), -1)[part.codes] for part in parts]
+    return pd.Categorical.from_codes(np.concatenate(codes), dtype=pd.CategoricalDtype(index))
 
 
 def _stats(facts: dict[str, Any], counters: pd.DataFrame) -> CaptureStats:
@@ -382,22 +468,22 @@ def _columns(root: Path, metadata: dict[str, Any], events: pd.DataFrame) -> Colu
     def positions(linenos: np.ndarray) -> np.ndarray:
         return by_line[np.searchsorted(lineno[by_line], linenos)]
 
-    shapes: list[FinalShape | None] = [None] * len(metadata["shapes"])
+    found: dict[int, list[tuple[pa.Table, dict[str, str]]]] = {}  # each shape's rows, part by part
     for event in dict.fromkeys(spec["event"] for spec in metadata["shapes"]):
-        details = pq.read_table(root / "details" / _detail_name(event))
-        codec = json.loads((details.schema.metadata or {})[_CODEC_KEY])
-        kinds = {name: _field_kind(spec) for name, spec in codec.items()}
-        details = details.take(pc.sort_indices(details, [("lineno", "ascending")]))  # a shape's rows: line order
-        shape_of = details.column(SHAPE_COLUMN).to_numpy()
-        for i in np.unique(shape_of).tolist():
-            rows = details.filter(pa.array(shape_of == i))
-            spec = metadata["shapes"][i]
-            shapes[i] = _shape(event, spec, rows, kinds, positions(rows.column("lineno").to_numpy()))
+        for part in _parts(root, detail_table(event)):
+            details = pq.read_table(part)
+            codec = json.loads((details.schema.metadata or {})[_CODEC_KEY])
+            kinds = {name: _field_kind(spec) for name, spec in codec.items()}
+            details = details.take(pc.sort_indices(details, [("lineno", "ascending")]))  # a shape's rows: line order
+            shape_of = details.column(SHAPE_COLUMN).to_numpy()
+            for i in np.unique(shape_of).tolist():
+                found.setdefault(i, []).append((details.filter(pa.array(shape_of == i)), kinds))
+    shapes = [_shape(metadata["shapes"][i], found[i], positions) for i in sorted(found)]
     chains = {
         int(line): chain for line, chain in zip(lineno.tolist(), events["callchain"].tolist(), strict=True) if chain
     }
-    messages = read_frame(root / "messages.parquet")
-    errors = read_frame(root / "errors.parquet")
+    messages = read_table(root, "messages")
+    errors = read_table(root, "errors")
     return Columns(
         lineno,
         events["time_ns"].to_numpy(np.int64),
@@ -406,7 +492,7 @@ def _columns(root: Path, metadata: dict[str, Any], events: pd.DataFrame) -> Colu
         events["comm"].array,
         events["event"].array,
         chains,
-        tuple(shape for shape in shapes if shape is not None),
+        tuple(shapes),
         tuple(Message(*row) for row in _rows(messages, ("lineno", "kind", "text", "lost"))),
         tuple(BadLine(*row) for row in _rows(errors, ("lineno", "line", "message", "column"))),
     )
@@ -424,15 +510,19 @@ def _rows(frame: pd.DataFrame, names: Sequence[str]) -> list[tuple[Any, ...]]:
 
 
 def _shape(
-    event: str, spec: dict[str, Any], rows: pa.Table, kinds: dict[str, str], positions: np.ndarray
+    spec: dict[str, Any], parts: list[tuple[pa.Table, dict[str, str]]], positions: Callable[[np.ndarray], np.ndarray]
 ) -> FinalShape:
-    """One field set of an event: its rows (line order) and each field's distinct values."""
+    """One field set of an event from its rows in each part (parts in line order, rows in
+    line order within): its rows and each field's distinct values (in order of appearance)."""
+    linenos = np.concatenate([rows.column("lineno").to_numpy() for rows, _ in parts])
     values, codes = [], []
     for name in spec["names"]:
-        column = field_column(name)
-        distinct, indices = _distinct(rows.column(column), kinds[column])
-        table = Table()
-        remap = np.append(table.codes(distinct), -1)
-        codes.append(narrow(remap[indices], len(table.values)))
+        column, table, field_codes = field_column(name), Table(), []
+        for rows, kinds in parts:
+            distinct, indices = _distinct(rows.column(column), kinds[column])
+            field_codes.append(np.append(table.codes(distinct), -1)[indices])
+        codes.append(narrow(np.concatenate(field_codes), len(table.values)))
         values.append(table.values)
-    return FinalShape(event, tuple(spec["names"]), tuple(spec["dtypes"]), positions, tuple(values), tuple(codes))
+    return FinalShape(
+        spec["event"], tuple(spec["names"]), tuple(spec["dtypes"]), positions(linenos), tuple(values), tuple(codes)
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -70,16 +71,17 @@ def test_tables_are_typed_for_other_tools(tmp_path: Path) -> None:
     out = dataset.write_dataset(trace, tmp_path / "ds")
     assert sorted(p.name for p in out.iterdir()) == [
         "details",
-        "drops.parquet",
-        "errors.parquet",
-        "events.parquet",
-        "hops.parquet",
-        "messages.parquet",
+        "drops",
+        "errors",
+        "events",
+        "hops",
+        "messages",
         "metadata.json",
-        "packets.parquet",
-        "stages.parquet",
+        "packets",
+        "stages",
     ]
-    events = pq.read_table(out / "events.parquet")
+    assert sorted(p.name for p in (out / "events").iterdir()) == ["part-00000.parquet"]
+    events = pq.read_table(out / "events")
     types = {field.name: str(field.type) for field in events.schema}
     assert types["skbaddr"] == "uint64" and types["len"] == "uint32" and types["tid"] == "uint32"
     assert types["callchain"] == "list<element: string>" and types["time_ns"] == "int64"
@@ -88,9 +90,9 @@ def test_tables_are_typed_for_other_tools(tmp_path: Path) -> None:
     assert chains[0] == list(trace.events["callchain"].iloc[0]) and len(chains[0]) == 12
     assert events.column("skbaddr").to_pylist()[0] == int(trace.events["skbaddr"].iloc[0]) > 2**63
     details = sorted(p.name for p in (out / "details").iterdir())
-    assert details == ["net.net_dev_queue.parquet", "net.netif_receive_skb.parquet"]
+    assert details == ["net.net_dev_queue", "net.netif_receive_skb"]
     metadata = json.loads((out / "metadata.json").read_text())
-    assert metadata["schema_version"] == 1 and metadata["variant"] == "trace"
+    assert metadata["schema_version"] == 2 and metadata["variant"] == "trace"
     assert metadata["events"] == 240 and metadata["capture_stats"] is None
     assert metadata["perfnet_version"] == perfnet.__version__
 
@@ -105,7 +107,7 @@ def test_values_of_mixed_types_are_kept_exactly(tmp_path: Path) -> None:
     out = dataset.write_dataset(trace, tmp_path / "ds")
     back = perfnet.read(out)
     assert [r.fields for r in back.records()] == [r.fields for r in records]
-    table = pq.read_table(out / "details" / "foo.bar.parquet")
+    table = pq.read_table(out / "details" / "foo.bar")
     assert table.column("state").to_pylist() == ["3", '"RUNNING"']  # JSON text, said so in the codec
     assert str(table.schema.field("big").type) == "uint64"
     assert_same_trace(trace, back)
@@ -185,30 +187,33 @@ def test_an_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest
     real = dataset.write_frame
 
     def interrupted(frame: pd.DataFrame, path: Path) -> None:
-        written.append(path.name)
-        if path.name == "hops.parquet":  # Ctrl-C half-way through
+        written.append(path.parent.name)
+        if path.parent.name == "hops":  # Ctrl-C half-way through
             raise KeyboardInterrupt
         real(frame, path)
 
     monkeypatch.setattr(dataset, "write_frame", interrupted)
     with pytest.raises(KeyboardInterrupt):
         dataset.write_dataset(trace, tmp_path / "ds")
-    assert "events.parquet" in written and list(tmp_path.iterdir()) == []
+    assert "events" in written and list(tmp_path.iterdir()) == []
 
 
 def test_newer_or_broken_datasets_are_named_errors(tmp_path: Path) -> None:
     out = dataset.write_dataset(perfnet.read(perfnet.example_capture()), tmp_path / "ds")
     metadata = json.loads((out / "metadata.json").read_text())
     (out / "metadata.json").write_text(json.dumps({**metadata, "schema_version": 99}))
-    with pytest.raises(dataset.DatasetError, match="schema version 99; this perfnet reads up to 1"):
+    with pytest.raises(dataset.DatasetError, match="schema version 99; this perfnet reads version 2\nhint: upgrade perfnet"):
+        perfnet.read(out)
+    (out / "metadata.json").write_text(json.dumps({**metadata, "schema_version": 1}))
+    with pytest.raises(dataset.DatasetError, match="schema version 1; this perfnet reads version 2\nhint: convert it again"):
         perfnet.read(out)
     with pytest.raises(dataset.DatasetError, match="not a perfnet dataset"):
         dataset.read_dataset(tmp_path)
     (out / "metadata.json").write_text(json.dumps(metadata))
-    (out / "hops.parquet").write_bytes(b"PAR1 truncated")
+    (out / "hops" / "part-00000.parquet").write_bytes(b"PAR1 truncated")
     with pytest.raises(dataset.DatasetError, match="damaged perfnet dataset"):
         perfnet.read(out)
-    (out / "events.parquet").unlink()
+    shutil.rmtree(out / "events")
     with pytest.raises(dataset.DatasetError, match="damaged perfnet dataset"):
         dataset.read_dataset(out)
 
