@@ -131,6 +131,16 @@ def _tables(
     }
 
 
+def _topology(source: Source, topology: Topology | str | Path | None) -> Topology | None:
+    """The topology given (or the path of one), else the one saved beside the capture, if any."""
+    from perfnet.topology import Topology
+
+    if topology is None:
+        saved = _beside(source, ".topology.json")
+        return Topology.load(saved) if saved is not None else None
+    return topology if isinstance(topology, Topology) else Topology.load(topology)
+
+
 def read(
     source: Source,
     format: Variant | str | None = None,
@@ -175,16 +185,11 @@ def read(
 
     from perfnet.columns import read_columns
     from perfnet.dataset import is_dataset, read_dataset
-    from perfnet.topology import Topology
     from perfnet.trace import Trace
 
     if isinstance(source, str | Path) and is_dataset(source):
         return read_dataset(source)
-    if topology is None:
-        saved = _beside(source, ".topology.json")
-        topology = Topology.load(saved) if saved is not None else None
-    elif not isinstance(topology, Topology):
-        topology = Topology.load(topology)
+    topology = _topology(source, topology)
     name = str(source) if isinstance(source, str | Path) else ""
     size = Path(name).stat().st_size if progress and name not in ("", "-") and Path(name).is_file() else 0
     with tqdm(total=size, unit="B", unit_scale=True, desc=Path(name).name, file=sys.stderr, disable=not size) as bar:

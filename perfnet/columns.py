@@ -839,6 +839,11 @@ class ColumnBuilder:
         self._errors += [dataclasses.replace(e, lineno=e.lineno + line_offset) for e in columns.errors]
         self._recognised |= bool(n or columns.messages or columns.callchain)
 
+    @property
+    def recognised(self) -> bool:
+        """Some line added so far was an event, a perf message or a callchain frame."""
+        return self._recognised
+
     def _close_owner(self) -> None:
         """The event before has no more frames: give it those read."""
         if self._owner is not None and self._frames:
@@ -885,11 +890,7 @@ class ColumnBuilder:
         self._close_owner()
         self._flush(None)
         if self._detected and self._errors and not self._recognised:
-            first = self._errors[0]
-            raise NotPerfOutputError(
-                f"not perf output: no event and no perf message in it; line {first.lineno} reads "
-                f"{first.line[:80]!r}\nhint: perfnet reads what perf trace, perf script or ftrace print"
-            )
+            raise not_perf_output(self._errors[0])
         chunks: list[list[npt.NDArray[Any] | None]] = [list(c) for c in self._chunks or [self._empty_chunk()]]
         self._chunks = []
         columns = []
@@ -936,6 +937,14 @@ class ColumnBuilder:
             messages=tuple(self._messages),
             errors=tuple(self._errors),
         )
+
+
+def not_perf_output(first: BadLine) -> NotPerfOutputError:
+    """The error of a detected source of which no line is an event or a perf message."""
+    return NotPerfOutputError(
+        f"not perf output: no event and no perf message in it; line {first.lineno} reads "
+        f"{first.line[:80]!r}\nhint: perfnet reads what perf trace, perf script or ftrace print"
+    )
 
 
 def categorical(codes: IntArray, values: list[Any]) -> pd.Categorical:

@@ -182,6 +182,14 @@ def _tuple_codes(column: pa.ChunkedArray, categories: list[tuple[str, ...]]) -> 
     return codes
 
 
+def _pandas(column: pa.ChunkedArray, dtype: Any) -> pd.Series:
+    """A column of plain values as the dtype it was written from: nullable integers straight
+    from Arrow (through float64, 64-bit addresses would lose their low bits)."""
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        return pd.Series(column.to_pandas(types_mapper=lambda _: dtype))
+    return pd.Series(column.to_pandas(), dtype=dtype)
+
+
 def read_frame(path: Path) -> pd.DataFrame:
     """A frame :func:`write_frame` wrote."""
     table = pq.read_table(path)
@@ -202,7 +210,7 @@ def read_frame(path: Path) -> pd.DataFrame:
         elif "kind" in spec:
             columns[name] = pd.Series(_python(column, spec["kind"]), dtype=object)
         else:
-            columns[name] = pd.Series(column.to_pandas(types_mapper=pd.ArrowDtype).to_numpy(), dtype=spec["dtype"])
+            columns[name] = _pandas(column, pd.api.types.pandas_dtype(spec["dtype"]))
     return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
 
 
@@ -426,9 +434,16 @@ def _parts(root: Path, table: str) -> list[Path]:
 def read_table(root: Path, table: str) -> pd.DataFrame:
     """A table of the dataset at ``root``: its parts in order, as one frame (categories
     joined: one list if every part has it, else sorted like the frames sort theirs)."""
-    frames = [read_frame(part) for part in _parts(root, table)]
+    return concat_frames([read_frame(part) for part in _parts(root, table)])
+
+
+def concat_frames(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of the same columns one after another, as one frame with a fresh index; a
+    categorical column keeps its categories if every frame has the same, else takes their
+    union, sorted like the frames sort theirs (in order of appearance where values do not
+    compare)."""
     if len(frames) == 1:
-        return frames[0]
+        return frames[0].reset_index(drop=True)
     joined: dict[str, Any] = {}
     for name in frames[0].columns:
         series = [frame[name] for frame in frames]

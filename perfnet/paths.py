@@ -53,6 +53,7 @@ from perfnet.topology import UNKNOWN_DEVICE, Topology
 __all__ = [
     "DEFAULT_GAP_NS",
     "ENDED_BY",
+    "EXITS",
     "NO_PACKET",
     "RULES",
     "PathFrames",
@@ -91,6 +92,8 @@ _CALLS: Final = (
     ("net:napi_gro_receive_entry", "net:napi_gro_receive_exit"),
     ("net:napi_gro_frags_entry", "net:napi_gro_frags_exit"),
 )
+EXITS: Final = frozenset(exit_ for _, exit_ in _CALLS)
+"""The ``*_exit`` events: they carry no address and close the latest open entry of their call."""
 # netif_receive_skb_list() traces an entry per skb of the list, then one exit for the list.
 _BATCH_ENTRY: Final = "net:netif_receive_skb_list_entry"
 

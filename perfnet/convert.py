@@ -1,0 +1,556 @@
+"""Convert a capture of any length into a Parquet dataset in bounded memory (``perfnet convert``).
+
+:func:`perfnet.read` holds a whole capture, and rebuilding its packets needs several times
+that at the peak (2 GB for the 5,141,871 lines of the convert benchmark).  :func:`convert`
+holds a chunk of lines and one bucket of skb addresses at a time instead, and writes the same
+dataset :func:`~perfnet.dataset.write_dataset` writes of the whole Trace: read back, it is the
+same Trace, packets that span chunks included.  It passes over the data five times, the last
+four over its own working files:
+
+1. **Read.** The source in chunks of about ``chunk_lines`` lines, each cut before a line that
+   cannot be a callchain frame (an event is never cut from its frames), typed as
+   :func:`perfnet.read` types them.  A chunk's details, messages and bad lines become parts
+   of the dataset at once; its events go to working files three ways: whole (for pass 5), by
+   skb address (every event of an address in one *address bucket*: a packet is a lifetime of
+   one address), and by thread (the events with an address and the ``*_exit`` events, which
+   have none, each thread in one *thread bucket*).
+2. **Threads.** Per thread bucket, each exit is matched to the entry it closes
+   (:func:`perfnet.paths.exit_entries`) and goes to its entry's address bucket, and each event
+   with an address learns the next event of its thread (:func:`perfnet.infer.next_on_thread`,
+   what topology inference calls nesting).
+3. **Topology**, unless one is given or saved beside the capture: each address bucket's
+   evidence (:func:`perfnet.infer.evidence`), combined once all are in
+   (:func:`perfnet.infer.topology_of`): this is why the buckets are read twice.
+4. **Packets.** Per address bucket, :func:`perfnet.paths.segment` with that topology, the
+   capture's LOST lines and the matched exits: the labels the whole capture gets.  Packets
+   are numbered over all buckets by their first event; the ``packets``, ``hops`` and
+   ``stages`` parts are written bucket by bucket, drops counted over all of them.
+5. **Events.** The chunks again, each event with its packet, visit and ``ended_by``, through
+   a reorder window into the ``events`` parts in time order.
+
+``perf trace -a`` prints events out of time order: in the captures of the test fixtures an
+event came at most 4.7 ms after a later one (lab, 883 events; median 1.2-1.7 ms) and 6.7 ms
+on the 244,840 events of the flood benchmark (p99 4.0 ms); ``perf script`` output is sorted.
+The window (:data:`REORDER_WINDOW_NS`, 100 ms) holds events until one 100 ms later has been
+read.  An event later than that is written after events it precedes and reported
+(:attr:`Converted.late_linenos`, the metadata's ``conversion``); :func:`perfnet.read`
+puts it in its place again, so it is never misplaced in the Trace.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from tqdm import tqdm
+
+from perfnet import dataset, infer, paths
+from perfnet.columns import ColumnBuilder, Columns, build_columns, not_perf_output, release_memory
+from perfnet.errors import UsageError
+from perfnet.grammar import Variant
+from perfnet.reader import _FRAME, Block, LineParser, detect_blocks, open_blocks, variant_of
+from perfnet.records import BadLine
+from perfnet.topology import Topology
+from perfnet.trace import Trace, netns_devices, netns_hops, netns_packets, netns_stages
+
+__all__ = ["BUCKET_BYTES", "CHUNK_LINES", "REORDER_WINDOW_NS", "Converted", "convert"]
+
+CHUNK_LINES: Final = 200_000
+"""Lines read at a time (a chunk ends at the first block boundary after this many)."""
+
+BUCKET_BYTES: Final = 24 << 20
+"""Bytes of text per address bucket: a file is split into ``size / BUCKET_BYTES`` buckets
+(at least 1, at most 256), a stream or a compressed file into :data:`_UNKNOWN_BUCKETS`."""
+_UNKNOWN_BUCKETS: Final = 32
+
+REORDER_WINDOW_NS: Final = 100_000_000
+"""How long an event may come after a later one and still be written in its place (100 ms;
+perf trace -a was measured at most 6.7 ms late, see the module docstring)."""
+
+_EXIT_COLUMNS: Final = ["time_ns", "comm", "tid", "cpu", "event", "dev", "skbaddr", "lineno"]
+_LABELS: Final = ("packet_id", "visit", "ended_by")
+_REPORTED_LATE: Final = 20  # late events named in the metadata and the report
+
+
+@dataclass(frozen=True)
+class Converted:
+    """What :func:`convert` wrote.
+
+    Attributes:
+        path: the dataset directory.
+        events: events written.
+        packets: packets rebuilt.
+        late_events: events that came later than the reorder window (written out of order).
+        late_linenos: the first of those events' line numbers (at most 20).
+    """
+
+    path: Path
+    events: int
+    packets: int
+    late_events: int
+    late_linenos: tuple[int, ...]
+
+
+def convert(
+    source: str | Path | IO[bytes],
+    out: str | Path,
+    *,
+    force: bool = False,
+    format: Variant | str | None = None,
+    strict: bool = False,
+    schemas: Iterable[str | Path] = (),
+    formats: str | Path | None = None,
+    kallsyms: str | Path | None = None,
+    topology: Topology | str | Path | None = None,
+    progress: bool = False,
+    chunk_lines: int = CHUNK_LINES,
+    buckets: int | None = None,
+    window_ns: int = REORDER_WINDOW_NS,
+) -> Converted:
+    """Write a capture as a Parquet dataset (see :mod:`perfnet.dataset`) in bounded memory:
+    ``perfnet.read(out)`` is then the Trace ``perfnet.read(source)`` is.
+
+    Args:
+        source: a path (compressed, or a ``perf.data`` recording), a binary file object, or
+            ``"-"`` for standard input.
+        out: the dataset directory to create.
+        force: replace ``out`` if it is a perfnet dataset or an empty directory.
+        format, strict, schemas, formats, kallsyms, topology: as for :func:`perfnet.read`
+            (side files beside the capture are found the same way).
+        progress: show progress on standard error.
+        chunk_lines: lines read at a time.
+        buckets: address buckets (None: from the file's size, see :data:`BUCKET_BYTES`).
+        window_ns: the reorder window.
+
+    Raises:
+        UsageError: ``out`` exists (without ``force``), or is neither a dataset nor empty; or
+            ``source`` is an iterable of lines.
+        ParseError: in strict mode, at the first bad line.
+        NotPerfOutputError: the variant was detected, yet no line is an event or a perf message.
+        PerfnetError: the source cannot be read.
+        OSError: the dataset cannot be written (a full disk); nothing is left behind.
+    """
+    from perfnet import _tables, _topology
+
+    given = _topology(source, topology)
+    with dataset.DatasetWriter(out, force=force) as writer:
+        name = str(source) if isinstance(source, str | Path) else ""
+        job = _Job(writer, buckets or _buckets_for(name), window_ns)
+        with _bar(progress, name) as bar:
+            blocks = open_blocks(source, progress=lambda done: bar.update(done - bar.n))
+            if blocks is None:
+                raise UsageError("convert reads a path, a binary file or '-' (standard input), not lines")
+            variant, blocks = detect_blocks(blocks) if format is None else (variant_of(format), blocks)
+            parser = LineParser(variant, **_tables(source, schemas, formats, kallsyms))
+            for chunk in _chunks(blocks, chunk_lines):
+                builder = ColumnBuilder(parser, strict, detected=False)
+                for block in chunk:
+                    builder.add_block(block)
+                job.read(builder.finish(), variant, builder.recognised)
+        if format is None and job.first_error is not None and not job.recognised:
+            raise not_perf_output(job.first_error)
+        with tqdm(total=3 * job.buckets + job.chunks, desc="packets", file=sys.stderr, disable=not progress) as bar:
+            job.threads(bar)
+            topology = given if given is not None else job.infer(bar)
+            packets = job.packets(topology, variant, bar)
+            late = job.events(variant, bar)
+        writer.commit(
+            {
+                "variant": variant.value,
+                "source": name,
+                "partial": None,
+                "start_ns": job.start_ns if job.start_ns is not None else 0,
+                "events": job.n_events,
+                "shapes": job.shapes,
+                "topology": json.loads(topology.to_json()),
+                "capture_stats": None,
+                "conversion": {
+                    "chunks": job.chunks,
+                    "buckets": job.buckets,
+                    "reorder_window_ns": window_ns,
+                    "late_events": len(late),
+                    "late_linenos": late[:_REPORTED_LATE],
+                },
+            }
+        )
+    return Converted(writer.out, job.n_events, packets, len(late), tuple(late[:_REPORTED_LATE]))
+
+
+def _buckets_for(name: str) -> int:
+    path = Path(name)
+    if name in ("", "-") or not path.is_file() or path.suffix in (".gz", ".bz2", ".xz", ".zst", ".data"):
+        return _UNKNOWN_BUCKETS
+    return int(np.clip(-(-path.stat().st_size // BUCKET_BYTES), 1, 256))
+
+
+def _bar(progress: bool, name: str) -> tqdm[Any]:
+    size = Path(name).stat().st_size if progress and name not in ("", "-") and Path(name).is_file() else 0
+    return tqdm(total=size, unit="B", unit_scale=True, desc=Path(name).name, file=sys.stderr, disable=not size)
+
+
+def _chunks(blocks: Iterator[Block], chunk_lines: int) -> Iterator[list[Block]]:
+    """The blocks in runs of about ``chunk_lines`` lines, each run cut before a line that
+    cannot be a callchain frame (so no event is cut from its frames)."""
+    chunk: list[Block] = []
+    lines = 0
+    for block in blocks:
+        rest: Block | None = block
+        while rest is not None:
+            room = chunk_lines - lines
+            cut = len(rest)
+            if room < len(rest):
+                cut = next((i for i in range(max(room, 0), len(rest)) if not _FRAME.match(rest.line(i))), len(rest))
+            if cut == len(rest):  # all of it fits, or it ends in frames: the next block decides
+                chunk.append(rest)
+                lines += len(rest)
+                break
+            if cut:
+                chunk.append(_head(rest, cut))
+            yield chunk
+            chunk, lines, rest = [], 0, _tail(rest, cut)
+    if chunk:
+        yield chunk
+
+
+def _head(block: Block, lines: int) -> Block:
+    """The first ``lines`` lines of a block."""
+    return Block(block.lineno, block.data, block.starts[:lines], block.ends[:lines])
+
+
+def _tail(block: Block, lines: int) -> Block:
+    """A block without its first ``lines`` lines (its data starts at its first line)."""
+    offset = int(block.starts[lines])
+    return Block(block.lineno + lines, block.data[offset:], block.starts[lines:] - offset, block.ends[lines:] - offset)
+
+
+def _hash(values: npt.NDArray[Any], buckets: int) -> npt.NDArray[np.int64]:
+    return (pd.util.hash_array(values) % np.uint64(buckets)).astype(np.int64)
+
+
+def _thread_buckets(events: pd.DataFrame, buckets: int) -> npt.NDArray[np.int64]:
+    """Each row's thread bucket: a hash of (tid, cpu, comm), missing values included, as
+    both :func:`paths.exit_entries` and :func:`infer.next_on_thread` tell threads apart."""
+    tid = events["tid"].to_numpy(dtype=np.int64, na_value=-1).astype(np.uint64)
+    cpu = events["cpu"].to_numpy(dtype=np.int64, na_value=-1).astype(np.uint64)
+    comm = events["comm"].array
+    names = pd.util.hash_array(np.asarray(comm.categories, dtype=object)) if len(comm.categories) else np.zeros(0)
+    comm_hash = np.append(names, np.uint64(0)).astype(np.uint64)[comm.codes]
+    key = pd.util.hash_array(tid) ^ (pd.util.hash_array(cpu) * np.uint64(31)) ^ comm_hash
+    return (key % np.uint64(buckets)).astype(np.int64)
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows in time order, ties in line order: the events frame's order."""
+    order = np.lexsort((frame["lineno"].to_numpy(np.int64), frame["time_ns"].to_numpy(np.int64)))
+    return frame.take(order).reset_index(drop=True)
+
+
+def _lookup(linenos: npt.NDArray[np.int64], keys: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> Any:
+    """``values`` of the ``keys`` equal to each of ``linenos`` (-1 where none is)."""
+    out = np.full(linenos.size, -1, dtype=np.int64)
+    if keys.size:
+        order = np.argsort(keys)
+        at = np.minimum(np.searchsorted(keys[order], linenos), keys.size - 1)
+        found = keys[order][at] == linenos
+        out[found] = values[order][at][found]
+    return out
+
+
+@dataclass
+class _Job:
+    """One conversion's state between passes: its working files, shapes, losses and counts."""
+
+    writer: dataset.DatasetWriter
+    buckets: int
+    window_ns: int
+    chunks: int = 0
+    n_events: int = 0
+    start_ns: int | None = None
+    max_lineno: int = 0
+    recognised: bool = False
+    first_error: BadLine | None = None
+    lost_linenos: list[int] = field(default_factory=list)
+    shapes: list[dict[str, Any]] = field(default_factory=list)
+    shape_ids: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
+    labels: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.scratch = self.writer.scratch()
+
+    def _file(self, kind: str, bucket: int, part: int = 0) -> Path:
+        directory = self.scratch / kind / str(bucket)
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f"{part}.parquet"
+
+    def _bucket(self, kind: str, bucket: int) -> pd.DataFrame | None:
+        """A bucket's rows from every part written to it, or None if none was."""
+        files = sorted((self.scratch / kind / str(bucket)).glob("*.parquet"), key=lambda p: int(p.stem))
+        return dataset.concat_frames([dataset.read_frame(f) for f in files]) if files else None
+
+    # --- pass 1 -------------------------------------------------------------------------
+
+    def read(self, columns: Columns, variant: Variant, recognised: bool) -> None:
+        """Take one chunk: its details, messages and bad lines into the dataset, its events
+        into the working files."""
+        k = self.chunks
+        self.chunks += 1
+        self.recognised |= recognised
+        if columns.errors and self.first_error is None:
+            self.first_error = columns.errors[0]
+        self.lost_linenos += [m.lineno for m in columns.messages if m.lost]
+        trace = Trace(columns, variant)
+        ids = []
+        for shape in columns.shapes:
+            key = (shape.event, shape.names)
+            if key not in self.shape_ids:
+                self.shape_ids[key] = len(self.shapes)
+                self.shapes.append({"event": shape.event, "names": list(shape.names), "dtypes": list(shape.dtypes)})
+            ids.append(self.shape_ids[key])
+        for event in dict.fromkeys(shape.event for shape in columns.shapes):
+            self.writer.add(dataset.detail_table(event), dataset.details(trace, ids, event))
+        self.writer.add("messages", trace.messages)
+        self.writer.add("errors", trace.errors)
+        events = trace.events
+        del trace
+        if len(events):
+            self.n_events += len(events)
+            first = int(events["time_ns"].iloc[0])
+            self.start_ns = first if self.start_ns is None else min(self.start_ns, first)
+            self.max_lineno = max(self.max_lineno, int(events["lineno"].max()))
+        dataset.write_frame(events, self.scratch / f"chunk-{k}.parquet")
+        plain = events.drop(columns="callchain")
+        addressed = plain["skbaddr"].notna().to_numpy()
+        exits = plain["event"].isin(paths.EXITS).to_numpy(bool)
+        by_address = _hash(plain["skbaddr"].to_numpy(np.uint64, na_value=0), self.buckets)
+        by_thread = _thread_buckets(plain, self.buckets)
+        threaded = plain[_EXIT_COLUMNS]
+        for b in range(self.buckets):
+            rows = np.flatnonzero(addressed & (by_address == b))
+            if rows.size:
+                dataset.write_frame(plain.take(rows), self._file("address", b, k))
+            rows = np.flatnonzero((addressed | exits) & (by_thread == b))
+            if rows.size:
+                dataset.write_frame(threaded.take(rows), self._file("thread", b, k))
+        release_memory()
+
+    # --- pass 2 -------------------------------------------------------------------------
+
+    def threads(self, bar: tqdm[Any]) -> None:
+        """Match exits and find each addressed event's next on its thread, thread bucket by
+        thread bucket; both go to the address buckets."""
+        for t in range(self.buckets):
+            bar.update()
+            frame = self._bucket("thread", t)
+            if frame is None:
+                continue
+            frame = _sorted(frame)
+            lineno = frame["lineno"].to_numpy(np.int64)
+            entries = paths.exit_entries(frame)
+            following = infer.next_on_thread(frame)
+            addr = frame["skbaddr"].to_numpy(np.uint64, na_value=0)
+            addressed = frame["skbaddr"].notna().to_numpy()
+            closes = np.flatnonzero(entries >= 0)
+            exit_addr = addr[_lookup(entries[closes], lineno, np.arange(lineno.size))]
+            links = pd.DataFrame({"lineno": lineno[addressed], "next_lineno": following[addressed]})
+            exits = frame.take(closes).assign(entry_lineno=entries[closes])
+            link_bucket = _hash(addr[addressed], self.buckets)
+            exit_bucket = _hash(exit_addr, self.buckets)
+            for b in range(self.buckets):
+                if (link_bucket == b).any():
+                    dataset.write_frame(links[link_bucket == b], self._file("next", b, t))
+                if (exit_bucket == b).any():
+                    dataset.write_frame(exits[exit_bucket == b], self._file("exit", b, t))
+
+    def _address_bucket(self, b: int) -> tuple[pd.DataFrame, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+        """Address bucket ``b``: its events with the exits of its entries (time order), each
+        row's next lineno on its thread and the lineno of the entry each exit closes."""
+        frame = self._bucket("address", b)
+        if frame is None:
+            return None
+        exits = self._bucket("exit", b)
+        if exits is not None:
+            rows = frame.iloc[:0].reindex(pd.RangeIndex(len(exits)))  # the columns exits do not have, missing
+            for column in _EXIT_COLUMNS:
+                rows[column] = exits[column]
+            frame = dataset.concat_frames([frame, rows])
+        frame = _sorted(frame)
+        lineno = frame["lineno"].to_numpy(np.int64)
+        entries = np.full(lineno.size, -1, dtype=np.int64)
+        if exits is not None:
+            entries = _lookup(lineno, exits["lineno"].to_numpy(np.int64), exits["entry_lineno"].to_numpy(np.int64))
+        links = self._bucket("next", b)
+        following = np.full(lineno.size, -1, dtype=np.int64)
+        if links is not None:
+            following = _lookup(lineno, links["lineno"].to_numpy(np.int64), links["next_lineno"].to_numpy(np.int64))
+        return frame, following, entries
+
+    # --- pass 3 -------------------------------------------------------------------------
+
+    def infer(self, bar: tqdm[Any]) -> Topology:
+        """The topology inferred from every address bucket's evidence."""
+        parts = []
+        for b in range(self.buckets):
+            bar.update()
+            bucket = self._address_bucket(b)
+            if bucket is not None:
+                frame, following, _ = bucket
+                addressed = frame["skbaddr"].notna().to_numpy()
+                parts.append(infer.evidence(frame[addressed].reset_index(drop=True), following[addressed]))
+        return infer.topology_of(parts)
+
+    # --- pass 4 -------------------------------------------------------------------------
+
+    def packets(self, topology: Topology, variant: Variant, bar: tqdm[Any]) -> int:
+        """Rebuild the packets bucket by bucket, number them over all buckets, and write
+        their frames and the drops; keep each event's labels for pass 5.  Returns the number
+        of packets."""
+        firsts, drops = [], []
+        for b in range(self.buckets):
+            bar.update()
+            bucket = self._address_bucket(b)
+            if bucket is None:
+                firsts.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
+                continue
+            frame, _, entries = bucket
+            labels = paths.segment(frame, topology=topology, lost_linenos=self.lost_linenos, entries=entries)
+            frames = paths.frames(frame, labels)
+            packets = netns_packets(frames.packets, topology)
+            dataset.write_frame(packets, self._file("packets", b))
+            dataset.write_frame(netns_hops(frames.hops, packets), self._file("hops", b))
+            dataset.write_frame(netns_stages(frames.stages, packets), self._file("stages", b))
+            dataset.write_frame(pd.concat([frame[["lineno"]], labels[list(_LABELS)]], axis=1), self._file("labels", b))
+            netns_dev = netns_devices(packets, labels["packet_id"], labels["visit"])
+            drops.append(_partial_counts(paths.drop_events(frame, labels, netns_dev)))
+            # local ids count packets in order of their first event; the rows are in time order
+            packet_id = labels["packet_id"].to_numpy(np.int64)
+            in_packet = np.flatnonzero(packet_id >= 0)
+            first = in_packet[np.unique(packet_id[in_packet], return_index=True)[1]]
+            firsts.append((frame["time_ns"].to_numpy(np.int64)[first], frame["lineno"].to_numpy(np.int64)[first]))
+            release_memory()
+        time = np.concatenate([t for t, _ in firsts])
+        lineno = np.concatenate([n for _, n in firsts])
+        global_id = np.empty(time.size, dtype=np.int64)  # over all buckets, by first event (ties: line order)
+        global_id[np.lexsort((lineno, time))] = np.arange(time.size)
+        offsets = np.cumsum([0, *(t.size for t, _ in firsts)])
+        size = self.max_lineno + 1
+        self.labels = {
+            "packet_id": np.full(size, -1, np.int32),
+            "visit": np.full(size, -1, np.int32),
+            "ended_by": np.full(size, -1, np.int8),
+        }
+        empty = Trace(build_columns([]), variant)
+        for b in range(self.buckets):
+            bar.update()
+            if not self._file("labels", b).exists():
+                continue
+            ids = global_id[offsets[b] : offsets[b + 1]]
+            for name in ("packets", "hops", "stages"):
+                table = dataset.read_frame(self._file(name, b))
+                table["packet_id"] = ids[table["packet_id"].to_numpy(np.int64)]
+                self.writer.add(name, table)
+            labels = dataset.read_frame(self._file("labels", b))
+            at = labels["lineno"].to_numpy(np.int64)
+            local = labels["packet_id"].to_numpy(np.int64)
+            self.labels["packet_id"][at] = np.where(local >= 0, ids[np.maximum(local, 0)] if ids.size else -1, -1)
+            self.labels["visit"][at] = labels["visit"].to_numpy(np.int64)
+            self.labels["ended_by"][at] = labels["ended_by"].cat.codes.to_numpy()
+        for name in ("packets", "hops", "stages"):
+            if not (self.writer.work / name).exists():  # no event had an address
+                self.writer.add(name, getattr(empty, name))
+        self.writer.add("drops", paths.count_drops(pd.concat(drops, ignore_index=True)) if drops else empty.drops)
+        return int(time.size)
+
+    # --- pass 5 -------------------------------------------------------------------------
+
+    def events(self, variant: Variant, bar: tqdm[Any]) -> list[int]:
+        """Write the events with their labels, in time order through the reorder window.
+        Returns the line numbers of the events later than the window."""
+        window = _Reorder(self.window_ns)
+        for k in range(self.chunks):
+            bar.update()
+            chunk = self.scratch / f"chunk-{k}.parquet"
+            events = dataset.read_frame(chunk)
+            at = events["lineno"].to_numpy(np.int64)
+            events["packet_id"] = self.labels["packet_id"][at].astype(np.int64)
+            events["visit"] = self.labels["visit"][at].astype(np.int64)
+            codes = self.labels["ended_by"][at].astype(np.int64)
+            events["ended_by"] = pd.Categorical.from_codes(codes, categories=pd.Index(paths.ENDED_BY))
+            ready = window.push(events)
+            if ready is not None:
+                self.writer.add("events", ready)
+            chunk.unlink()
+        rest = window.flush()
+        if rest is not None:
+            self.writer.add("events", rest)
+        if not (self.writer.work / "events").exists():  # no event at all
+            empty = Trace(build_columns([]), variant)
+            self.writer.add("events", pd.concat([empty.events, empty.labels[list(_LABELS)]], axis=1))
+        for name in ("messages", "errors"):
+            if not (self.writer.work / name).exists():  # nothing read
+                self.writer.add(
+                    name, getattr(empty if "empty" in locals() else Trace(build_columns([]), variant), name)
+                )
+        return window.late
+
+
+def _partial_counts(rows: pd.DataFrame) -> pd.DataFrame:
+    """A bucket's drop rows counted by reason, location and device, each count with its first
+    event's time and line (what :func:`paths.count_drops` orders the buckets' counts by)."""
+    keys = [name for name in rows.columns if name not in ("count", "time_ns", "lineno")]
+    return (
+        rows.sort_values(["time_ns", "lineno"], kind="stable")
+        .groupby(keys, dropna=False, sort=False)
+        .agg(count=("count", "sum"), time_ns=("time_ns", "first"), lineno=("lineno", "first"))
+        .reset_index()
+    )
+
+
+class _Reorder:
+    """Events in time order (ties: line order) from chunks in line order: each chunk's rows
+    wait until an event ``window_ns`` later has been read.  A row earlier than rows already
+    given out is late: given out at once, and its line number kept in ``late``."""
+
+    def __init__(self, window_ns: int) -> None:
+        self._window_ns = window_ns
+        self._waiting: pd.DataFrame | None = None
+        self._newest: int | None = None
+        self._given: tuple[int, int] | None = None  # (time, lineno) of the last row given out
+        self.late: list[int] = []
+
+    def push(self, events: pd.DataFrame) -> pd.DataFrame | None:
+        """Take a chunk's events; the rows now ready, in order (None if none is)."""
+        if not len(events):
+            return None
+        frames = [self._waiting, events] if self._waiting is not None else [events]
+        waiting = _sorted(dataset.concat_frames(frames))
+        time = waiting["time_ns"].to_numpy(np.int64)
+        newest = int(time.max())
+        self._newest = newest if self._newest is None else max(self._newest, newest)
+        ready = time <= self._newest - self._window_ns
+        if self._given is not None:
+            lineno = waiting["lineno"].to_numpy(np.int64)
+            late = (time < self._given[0]) | ((time == self._given[0]) & (lineno < self._given[1]))
+            self.late += lineno[late].tolist()
+            ready |= late
+        self._waiting = waiting[~ready].reset_index(drop=True)
+        return self._give(waiting[ready])
+
+    def flush(self) -> pd.DataFrame | None:
+        """The rows still waiting, at the end."""
+        waiting, self._waiting = self._waiting, None
+        return self._give(waiting) if waiting is not None and len(waiting) else None
+
+    def _give(self, rows: pd.DataFrame) -> pd.DataFrame | None:
+        if not len(rows):
+            return None
+        last = rows.iloc[-1]
+        key = (int(last["time_ns"]), int(last["lineno"]))
+        self._given = key if self._given is None else max(self._given, key)
+        return rows.reset_index(drop=True)
