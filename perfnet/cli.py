@@ -8,7 +8,7 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ import pandas as pd
 import perfnet
 from perfnet import analysis
 from perfnet.bundled import example_capture
-from perfnet.dataset import check_output, write_dataset
+from perfnet.convert import REORDER_WINDOW_NS, convert
+from perfnet.dataset import is_dataset, write_dataset
 from perfnet.display import ethertypes, protocol_name, readable
 from perfnet.errors import PerfnetError, UsageError
 from perfnet.export import FORMATS, TABLES, format_of, write_table
@@ -67,15 +68,22 @@ def _read(args: argparse.Namespace) -> perfnet.Trace:
     return _load(example_capture() if args.example else args.file, args)
 
 
-def _seconds(text: str) -> float:
-    """A time given to ``--since``/``--until``: seconds from the capture's first event."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise argparse.ArgumentTypeError(f"seconds from the capture's first event (0 or more), not {text!r}")
-    return seconds
+def _non_negative(what: str) -> Callable[[str], float]:
+    """An argument type: a number of ``what`` (0 or more), checked before a capture is read."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise argparse.ArgumentTypeError(f"{what} (0 or more), not {text!r}")
+        return value
+
+    return parse
+
+
+_seconds = _non_negative("seconds from the capture's first event")
 
 
 def _ethertype(text: str) -> int:
@@ -506,15 +514,41 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """``perfnet convert``: a capture as a Parquet dataset, which ``perfnet.read(DIR)`` (and any
-    command here) reads back as the same capture."""
-    check_output(args.output, force=args.force)  # before a long read
-    trace = _read(args)
+    command here) reads back as the same capture; a text capture is converted in bounded
+    memory, whatever its length (see :mod:`perfnet.convert`)."""
+    if args.example == (args.file is not None):
+        raise PerfnetError("give a FILE or --example (not both)")
+    source = example_capture() if args.example else args.file
     try:
-        out = write_dataset(trace, args.output, force=args.force)
+        if is_dataset(source):
+            trace = perfnet.read(source)
+            out = write_dataset(trace, args.output, force=args.force)
+            events, packets, late = len(trace.events), len(trace.packets), tuple[int, ...]()
+        else:
+            done = convert(
+                source,
+                args.output,
+                force=args.force,
+                format=args.format,
+                strict=args.strict,
+                formats=args.formats,
+                topology=args.topology,
+                progress=sys.stderr.isatty(),
+                window_ns=round(args.window * 1e6),
+            )
+            out, events, packets, late = done.path, done.events, done.packets, done.late_linenos
+            if done.late_events:
+                lines = ", ".join(map(str, late)) + (", ..." if done.late_events > len(late) else "")
+                print(
+                    f"perfnet: {done.late_events} events came more than {args.window:g} ms after later ones "
+                    f"(lines {lines}): written out of time order, perfnet.read puts them in place "
+                    "(a larger --window keeps them in order)",
+                    file=sys.stderr,
+                )
     except OSError as exc:
         raise PerfnetError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     files = sum(1 for path in out.rglob("*") if path.is_file())
-    print(f"wrote {out}: {len(trace.events)} events, {len(trace.packets)} packets, {files} files")
+    print(f"wrote {out}: {events} events, {packets} packets, {files} files")
     return 0
 
 
@@ -605,6 +639,14 @@ def build_parser() -> argparse.ArgumentParser:
     _source_arg(convert_cmd)
     convert_cmd.add_argument("-o", "--output", required=True, metavar="DIR", help="the dataset directory to create")
     convert_cmd.add_argument("--force", action="store_true", help="replace DIR if it is a perfnet dataset")
+    convert_cmd.add_argument(
+        "--window",
+        type=_non_negative("milliseconds"),
+        default=REORDER_WINDOW_NS / 1e6,
+        metavar="MS",
+        help="how late an event may come (perf trace -a prints out of order) and still be written in place "
+        "(default: %(default)g)",
+    )
     convert_cmd.set_defaults(run=cmd_convert)
     trace_cmd = commands.add_parser(
         "trace", help="run perf, print events as they arrive, then paths and hop latencies (root)"

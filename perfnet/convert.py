@@ -142,7 +142,7 @@ def convert(
     given = _topology(source, topology)
     with dataset.DatasetWriter(out, force=force) as writer:
         name = str(source) if isinstance(source, str | Path) else ""
-        job = _Job(writer, buckets or _buckets_for(name), window_ns)
+        job = _Job(writer, buckets or _buckets_for(name), window_ns, chunk_lines)
         with _bar(progress, name) as bar:
             blocks = open_blocks(source, progress=lambda done: bar.update(done - bar.n))
             if blocks is None:
@@ -270,6 +270,7 @@ class _Job:
     writer: dataset.DatasetWriter
     buckets: int
     window_ns: int
+    chunk_rows: int
     chunks: int = 0
     n_events: int = 0
     start_ns: int | None = None
@@ -473,6 +474,15 @@ class _Job:
         """Write the events with their labels, in time order through the reorder window.
         Returns the line numbers of the events later than the window."""
         window = _Reorder(self.window_ns)
+        ready: list[pd.DataFrame] = []  # written as a part once it has a chunk's worth of rows
+
+        def write(rows: pd.DataFrame | None, last: bool = False) -> None:
+            if rows is not None:
+                ready.append(rows)
+            if ready and (last or sum(len(r) for r in ready) >= self.chunk_rows):
+                self.writer.add("events", dataset.concat_frames(ready))
+                ready.clear()
+
         for k in range(self.chunks):
             bar.update()
             chunk = self.scratch / f"chunk-{k}.parquet"
@@ -482,13 +492,9 @@ class _Job:
             events["visit"] = self.labels["visit"][at].astype(np.int64)
             codes = self.labels["ended_by"][at].astype(np.int64)
             events["ended_by"] = pd.Categorical.from_codes(codes, categories=pd.Index(paths.ENDED_BY))
-            ready = window.push(events)
-            if ready is not None:
-                self.writer.add("events", ready)
+            write(window.push(events))
             chunk.unlink()
-        rest = window.flush()
-        if rest is not None:
-            self.writer.add("events", rest)
+        write(window.flush(), last=True)
         if not (self.writer.work / "events").exists():  # no event at all
             empty = Trace(build_columns([]), variant)
             self.writer.add("events", pd.concat([empty.events, empty.labels[list(_LABELS)]], axis=1))
