@@ -17,7 +17,7 @@ import pandas as pd
 import perfnet
 from perfnet import analysis
 from perfnet.bundled import example_capture
-from perfnet.convert import REORDER_WINDOW_NS, convert
+from perfnet.convert import CHUNK_LINES, REORDER_WINDOW_NS, convert
 from perfnet.dataset import is_dataset, write_dataset
 from perfnet.display import ethertypes, protocol_name, readable
 from perfnet.errors import PerfnetError, UsageError
@@ -84,6 +84,17 @@ def _non_negative(what: str) -> Callable[[str], float]:
 
 
 _seconds = _non_negative("seconds from the capture's first event")
+
+
+def _positive(text: str) -> int:
+    """A count of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number (1 or more), not {text!r}")
+    return value
 
 
 def _ethertype(text: str) -> int:
@@ -535,6 +546,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 topology=args.topology,
                 progress=sys.stderr.isatty(),
                 window_ns=round(args.window * 1e6),
+                chunk_lines=args.chunk_lines,
             )
             out, events, packets, late = done.path, done.events, done.packets, done.late_linenos
             if done.late_events:
@@ -646,6 +658,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MS",
         help="how late an event may come (perf trace -a prints out of order) and still be written in place "
         "(default: %(default)g)",
+    )
+    convert_cmd.add_argument(
+        "--chunk-lines",
+        type=_positive,
+        default=CHUNK_LINES,
+        metavar="N",
+        help="lines read at a time: fewer take less memory, more go faster (default: %(default)d)",
     )
     convert_cmd.set_defaults(run=cmd_convert)
     trace_cmd = commands.add_parser(

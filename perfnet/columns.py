@@ -1014,12 +1014,12 @@ def read_columns(
         NotPerfOutputError: the variant was detected, yet no line is an event or a perf message.
         PerfnetError: the source cannot be read.
     """
-    with _system_memory():
+    with system_memory():
         return _read_columns(source, format, schemas, enums, symbols, strict, progress)
 
 
 @contextlib.contextmanager
-def _system_memory() -> Iterator[None]:
+def system_memory() -> Iterator[None]:
     """Arrow allocates from the system's malloc while a source is read: mimalloc, its default,
     keeps the pages of freed blocks, and a read frees a block's worth every block (on the
     flood benchmark the peak was 540 bytes per event with mimalloc, 320 with malloc)."""

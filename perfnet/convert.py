@@ -52,7 +52,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from perfnet import dataset, infer, paths
-from perfnet.columns import ColumnBuilder, Columns, build_columns, not_perf_output, release_memory
+from perfnet.columns import ColumnBuilder, Columns, build_columns, not_perf_output, release_memory, system_memory
 from perfnet.errors import UsageError
 from perfnet.grammar import Variant
 from perfnet.reader import _FRAME, Block, LineParser, detect_blocks, open_blocks, variant_of
@@ -62,10 +62,10 @@ from perfnet.trace import Trace, netns_devices, netns_hops, netns_packets, netns
 
 __all__ = ["BUCKET_BYTES", "CHUNK_LINES", "REORDER_WINDOW_NS", "Converted", "convert"]
 
-CHUNK_LINES: Final = 200_000
+CHUNK_LINES: Final = 100_000
 """Lines read at a time (a chunk ends at the first block boundary after this many)."""
 
-BUCKET_BYTES: Final = 24 << 20
+BUCKET_BYTES: Final = 12 << 20
 """Bytes of text per address bucket: a file is split into ``size / BUCKET_BYTES`` buckets
 (at least 1, at most 256), a stream or a compressed file into :data:`_UNKNOWN_BUCKETS`."""
 _UNKNOWN_BUCKETS: Final = 32
@@ -74,7 +74,7 @@ REORDER_WINDOW_NS: Final = 100_000_000
 """How long an event may come after a later one and still be written in its place (100 ms;
 perf trace -a was measured at most 6.7 ms late, see the module docstring)."""
 
-_EXIT_COLUMNS: Final = ["time_ns", "comm", "tid", "cpu", "event", "dev", "skbaddr", "lineno"]
+_THREAD_COLUMNS: Final = ["time_ns", "comm", "tid", "cpu", "event", "dev", "skbaddr", "lineno"]
 _LABELS: Final = ("packet_id", "visit", "ended_by")
 _REPORTED_LATE: Final = 20  # late events named in the metadata and the report
 
@@ -139,8 +139,10 @@ def convert(
     """
     from perfnet import _tables, _topology
 
+    if chunk_lines < 1 or (buckets is not None and buckets < 1):
+        raise UsageError(f"chunk_lines and buckets are 1 or more, not {chunk_lines} and {buckets}")
     given = _topology(source, topology)
-    with dataset.DatasetWriter(out, force=force) as writer:
+    with system_memory(), dataset.DatasetWriter(out, force=force) as writer:
         name = str(source) if isinstance(source, str | Path) else ""
         job = _Job(writer, buckets or _buckets_for(name), window_ns, chunk_lines)
         with _bar(progress, name) as bar:
@@ -154,10 +156,10 @@ def convert(
                 for block in chunk:
                     builder.add_block(block)
                 job.read(builder.finish(), variant, builder.recognised)
+            job.threads(job.calls.flush())
         if format is None and job.first_error is not None and not job.recognised:
             raise not_perf_output(job.first_error)
         with tqdm(total=3 * job.buckets + job.chunks, desc="packets", file=sys.stderr, disable=not progress) as bar:
-            job.threads(bar)
             topology = given if given is not None else job.infer(bar)
             packets = job.packets(topology, variant, bar)
             late = job.events(variant, bar)
@@ -234,18 +236,6 @@ def _hash(values: npt.NDArray[Any], buckets: int) -> npt.NDArray[np.int64]:
     return (pd.util.hash_array(values) % np.uint64(buckets)).astype(np.int64)
 
 
-def _thread_buckets(events: pd.DataFrame, buckets: int) -> npt.NDArray[np.int64]:
-    """Each row's thread bucket: a hash of (tid, cpu, comm), missing values included, as
-    both :func:`paths.exit_entries` and :func:`infer.next_on_thread` tell threads apart."""
-    tid = events["tid"].to_numpy(dtype=np.int64, na_value=-1).astype(np.uint64)
-    cpu = events["cpu"].to_numpy(dtype=np.int64, na_value=-1).astype(np.uint64)
-    comm = events["comm"].array
-    names = pd.util.hash_array(np.asarray(comm.categories, dtype=object)) if len(comm.categories) else np.zeros(0)
-    comm_hash = np.append(names, np.uint64(0)).astype(np.uint64)[comm.codes]
-    key = pd.util.hash_array(tid) ^ (pd.util.hash_array(cpu) * np.uint64(31)) ^ comm_hash
-    return (key % np.uint64(buckets)).astype(np.int64)
-
-
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows in time order, ties in line order: the events frame's order."""
     order = np.lexsort((frame["lineno"].to_numpy(np.int64), frame["time_ns"].to_numpy(np.int64)))
@@ -281,9 +271,12 @@ class _Job:
     shapes: list[dict[str, Any]] = field(default_factory=list)
     shape_ids: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
     labels: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    slices: int = 0  # slices of the calls and addressed events, in time order (pass 2)
+    carried: pd.DataFrame | None = None  # what one slice leaves to the next
 
     def __post_init__(self) -> None:
         self.scratch = self.writer.scratch()
+        self.calls = _Reorder(self.window_ns)
 
     def _file(self, kind: str, bucket: int, part: int = 0) -> Path:
         directory = self.scratch / kind / str(bucket)
@@ -330,44 +323,53 @@ class _Job:
         addressed = plain["skbaddr"].notna().to_numpy()
         exits = plain["event"].isin(paths.EXITS).to_numpy(bool)
         by_address = _hash(plain["skbaddr"].to_numpy(np.uint64, na_value=0), self.buckets)
-        by_thread = _thread_buckets(plain, self.buckets)
-        threaded = plain[_EXIT_COLUMNS]
         for b in range(self.buckets):
             rows = np.flatnonzero(addressed & (by_address == b))
             if rows.size:
                 dataset.write_frame(plain.take(rows), self._file("address", b, k))
-            rows = np.flatnonzero((addressed | exits) & (by_thread == b))
-            if rows.size:
-                dataset.write_frame(threaded.take(rows), self._file("thread", b, k))
+        self.threads(self.calls.push(plain[addressed | exits][_THREAD_COLUMNS]))
         release_memory()
 
     # --- pass 2 -------------------------------------------------------------------------
 
-    def threads(self, bar: tqdm[Any]) -> None:
-        """Match exits and find each addressed event's next on its thread, thread bucket by
-        thread bucket; both go to the address buckets."""
-        for t in range(self.buckets):
-            bar.update()
-            frame = self._bucket("thread", t)
-            if frame is None:
-                continue
-            frame = _sorted(frame)
-            lineno = frame["lineno"].to_numpy(np.int64)
-            entries = paths.exit_entries(frame)
-            following = infer.next_on_thread(frame)
-            addr = frame["skbaddr"].to_numpy(np.uint64, na_value=0)
-            addressed = frame["skbaddr"].notna().to_numpy()
-            closes = np.flatnonzero(entries >= 0)
-            exit_addr = addr[_lookup(entries[closes], lineno, np.arange(lineno.size))]
-            links = pd.DataFrame({"lineno": lineno[addressed], "next_lineno": following[addressed]})
-            exits = frame.take(closes).assign(entry_lineno=entries[closes])
-            link_bucket = _hash(addr[addressed], self.buckets)
-            exit_bucket = _hash(exit_addr, self.buckets)
-            for b in range(self.buckets):
-                if (link_bucket == b).any():
-                    dataset.write_frame(links[link_bucket == b], self._file("next", b, t))
-                if (exit_bucket == b).any():
-                    dataset.write_frame(exits[exit_bucket == b], self._file("exit", b, t))
+    def threads(self, rows: pd.DataFrame | None) -> None:
+        """Take the next slice of the calls and addressed events in time order (None: no
+        rows are ready yet): match exits to entries (they go to their entry's address
+        bucket) and link each addressed event to the next of its thread.  What crosses into
+        the next slice goes on with it: the open entries, and each thread's last addressed
+        event (``linked`` says whether its link is already out)."""
+        if rows is None:
+            return
+        frame = _sorted(
+            dataset.concat_frames(
+                [self.carried, rows.assign(linked=False)] if self.carried is not None else [rows.assign(linked=False)]
+            )
+        )
+        t = self.slices
+        self.slices += 1
+        lineno = frame["lineno"].to_numpy(np.int64)
+        entries, still_open = paths.match_calls(frame)
+        following = infer.next_on_thread(frame)
+        addr = frame["skbaddr"].to_numpy(np.uint64, na_value=0)
+        addressed = frame["skbaddr"].notna().to_numpy()
+        linked = frame["linked"].to_numpy(bool)
+        links = addressed & (following >= 0) & ~linked
+        closes = np.flatnonzero(entries >= 0)
+        exit_addr = addr[_lookup(entries[closes], lineno, np.arange(lineno.size))]
+        link_bucket = _hash(addr[links], self.buckets)
+        exit_bucket = _hash(exit_addr, self.buckets)
+        next_lines = pd.DataFrame({"lineno": lineno[links], "next_lineno": following[links]})
+        exits = frame.take(closes).drop(columns="linked").assign(entry_lineno=entries[closes])
+        for b in range(self.buckets):
+            if (link_bucket == b).any():
+                dataset.write_frame(next_lines[link_bucket == b], self._file("next", b, t))
+            if (exit_bucket == b).any():
+                dataset.write_frame(exits[exit_bucket == b], self._file("exit", b, t))
+        last_on_thread = addressed & (following < 0)
+        carried = frame[still_open | last_on_thread]
+        self.carried = carried.assign(
+            linked=carried["linked"].to_numpy(bool) | (following[still_open | last_on_thread] >= 0)
+        )
 
     def _address_bucket(self, b: int) -> tuple[pd.DataFrame, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
         """Address bucket ``b``: its events with the exits of its entries (time order), each
@@ -378,7 +380,7 @@ class _Job:
         exits = self._bucket("exit", b)
         if exits is not None:
             rows = frame.iloc[:0].reindex(pd.RangeIndex(len(exits)))  # the columns exits do not have, missing
-            for column in _EXIT_COLUMNS:
+            for column in _THREAD_COLUMNS:
                 rows[column] = exits[column]
             frame = dataset.concat_frames([frame, rows])
         frame = _sorted(frame)
@@ -539,7 +541,7 @@ class _Reorder:
         time = waiting["time_ns"].to_numpy(np.int64)
         newest = int(time.max())
         self._newest = newest if self._newest is None else max(self._newest, newest)
-        ready = time <= self._newest - self._window_ns
+        ready = time < self._newest - self._window_ns  # equal times wait together
         if self._given is not None:
             lineno = waiting["lineno"].to_numpy(np.int64)
             late = (time < self._given[0]) | ((time == self._given[0]) & (lineno < self._given[1]))

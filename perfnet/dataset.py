@@ -136,11 +136,17 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
             categories = list(series.cat.categories)
             kind = "tuple" if categories and isinstance(categories[0], tuple) else _kind_of(categories)
             if kind == "tuple":
-                arrays.append(pa.array([list(v) for v in series], pa.list_(pa.string())))
                 categories = [list(c) for c in categories]
+                values = pa.array(categories, pa.list_(pa.string()))
             else:
-                values = [None if c < 0 else categories[c] for c in series.cat.codes.tolist()]
-                arrays.append(_arrow(values, kind))
+                values = _arrow(categories, kind)
+            codes = series.cat.codes.to_numpy()
+            # each row's value taken by its code (a missing value's code, -1, is masked)
+            arrays.append(
+                values.take(pa.array(np.maximum(codes, 0), mask=codes < 0))
+                if len(values)
+                else pa.nulls(len(codes), values.type)
+            )
             codec[name] = {"category": categories, "kind": kind, "type": str(series.cat.categories.dtype)}
         elif series.dtype == object:
             values = series.tolist()
@@ -463,7 +469,8 @@ def _join_categoricals(parts: list[Any]) -> Any:
         categories = list(dict.fromkeys(value for part in parts for value in part.categories))
         with contextlib.suppress(TypeError):  # ints and names mixed (drop reasons without a table)
             categories.sort()
-    index = pd.Index(categories, dtype=parts[0].categories.dtype, tupleize_cols=False)
+    dtype = next((part.categories.dtype for part in parts if len(part.categories)), parts[0].categories.dtype)
+    index = pd.Index(categories, dtype=dtype, tupleize_cols=False)
     codes = [np.append(index.get_indexer(part.categories), -1)[part.codes] for part in parts]
     return pd.Categorical.from_codes(np.concatenate(codes), dtype=pd.CategoricalDtype(index))
 

@@ -60,9 +60,9 @@ __all__ = [
     "count_drops",
     "drop_events",
     "drops",
-    "exit_entries",
     "frames",
     "hops",
+    "match_calls",
     "packets",
     "reconstruct",
     "segment",
@@ -533,8 +533,9 @@ def _lifetimes(
     return _Lifetimes(packet, out_arrival, out_transmit, out_rank, ended[by_start])
 
 
-def _match_exits(events: pd.DataFrame, tl: _Timeline) -> IntArray:
-    """For each ``*_exit`` event, the time-order position of the entry it closes, else -1.
+def _match_exits(events: pd.DataFrame, tl: _Timeline) -> tuple[IntArray, BoolArray]:
+    """For each ``*_exit`` event, the time-order position of the entry it closes, else -1;
+    and which entries stay open (no exit closes them).
 
     Calls nest per thread, so each (thread, call) pair is a stack: the depth after each
     entry/exit is a cumulative sum of +1/-1 in time order, and an exit closes the latest
@@ -549,9 +550,10 @@ def _match_exits(events: pd.DataFrame, tl: _Timeline) -> IntArray:
     signs = _lookup(tl.event_names, {entry: 1 for entry, _ in _CALLS} | {exit_: -1 for _, exit_ in _CALLS}, 0)[tl.event]
     batch = _lookup(tl.event_names, {_BATCH_ENTRY: 1}, 0)[tl.event] == 1
     entry_of = np.full(tl.time.size, -1, dtype=np.int64)
+    still_open = np.zeros(tl.time.size, dtype=np.bool_)
     rows = np.flatnonzero(kinds >= 0)
     if rows.size == 0:
-        return entry_of
+        return entry_of, still_open
 
     threads = events[["tid", "cpu", "comm"]].iloc[tl.order[rows]]
     thread = threads.groupby(["tid", "cpu", "comm"], dropna=False, sort=False).ngroup().to_numpy(dtype=np.int64)
@@ -571,20 +573,32 @@ def _match_exits(events: pd.DataFrame, tl: _Timeline) -> IntArray:
     rows, group, level, sign = rows[by_level], group[by_level], level[by_level], sign[by_level]
     closes = (sign[1:] < 0) & (sign[:-1] > 0) & (group[1:] == group[:-1]) & (level[1:] == level[:-1])
     entry_of[rows[1:][closes]] = rows[:-1][closes]
-    return entry_of
+    still_open[rows[sign > 0]] = True
+    still_open[rows[:-1][closes]] = False
+    return entry_of, still_open
 
 
-def exit_entries(events: pd.DataFrame) -> IntArray:
-    """Per row of ``events``, the ``lineno`` of the entry its ``*_exit`` closes (-1: none or
-    not an exit), matched by thread as :func:`segment` does.  Exits carry no address, so a
-    capture split by address (:mod:`perfnet.convert`) matches them here first, on the calls
-    of whole threads, and gives the result to :func:`segment` as ``entries``."""
+def match_calls(events: pd.DataFrame) -> tuple[IntArray, BoolArray]:
+    """Match exits to entries by thread, as :func:`segment` does.
+
+    Exits carry no address, so a capture split by address (:mod:`perfnet.convert`) matches
+    them first, on its calls in time order, slice by slice: what a slice leaves open goes on
+    into the next one.
+
+    Returns:
+        Per row of ``events``: the ``lineno`` of the entry its ``*_exit`` closes (-1: none, or
+        not an exit), for :func:`segment`'s ``entries``; and whether it is an entry no exit
+        closes.  Before the next slice, the open entries of a call (in time order) stand for
+        its whole past: later exits match as they would after all of it.
+    """
     tl = _timeline(events)
-    entry_of = _match_exits(events, tl)
+    entry_of, still_open = _match_exits(events, tl)
     lineno = events["lineno"].to_numpy(dtype=np.int64)[tl.order]
-    out = np.empty(entry_of.size, dtype=np.int64)
-    out[tl.order] = np.where(entry_of >= 0, lineno[np.maximum(entry_of, 0)], -1)
-    return out
+    entries = np.empty(entry_of.size, dtype=np.int64)
+    entries[tl.order] = np.where(entry_of >= 0, lineno[np.maximum(entry_of, 0)], -1)
+    opened = np.empty(entry_of.size, dtype=np.bool_)
+    opened[tl.order] = still_open
+    return entries, opened
 
 
 def _entry_positions(events: pd.DataFrame, tl: _Timeline, entries: IntArray) -> IntArray:
@@ -726,7 +740,7 @@ def segment(
         entries: for a frame that holds part of a capture (the addresses of one bucket, as
             :mod:`perfnet.convert` splits it), per row the ``lineno`` of the entry each
             ``*_exit`` closes (-1: none), matched over the whole capture by
-            :func:`exit_entries`; None: matched here, on these rows.
+            :func:`match_calls`; None: matched here, on these rows.
 
     Returns:
         A frame with the events' index and int64 columns ``packet_id`` (``NO_PACKET`` for
@@ -744,7 +758,7 @@ def segment(
         raise UsageError(f"unknown rules {sorted(unknown)}: choose from {sorted(RULES)}")
     graph = DeviceGraph(topology) if topology is not None else None
     lt = _lifetimes(events, tl, gap_ns, graph, frozenset(rules), lost_linenos)
-    entry_of = _match_exits(events, tl) if entries is None else _entry_positions(events, tl, entries)
+    entry_of = _match_exits(events, tl)[0] if entries is None else _entry_positions(events, tl, entries)
     closed = np.flatnonzero(entry_of >= 0)
     lt.packet[closed] = lt.packet[entry_of[closed]]
     visit = _visits(tl, lt, entry_of)
