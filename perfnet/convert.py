@@ -39,6 +39,7 @@ puts it in its place again, so it is never misplaced in the Trace.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -65,7 +66,7 @@ __all__ = ["BUCKET_BYTES", "CHUNK_LINES", "REORDER_WINDOW_NS", "Converted", "con
 CHUNK_LINES: Final = 100_000
 """Lines read at a time (a chunk ends at the first block boundary after this many)."""
 
-BUCKET_BYTES: Final = 12 << 20
+BUCKET_BYTES: Final = 64 << 20
 """Bytes of text per address bucket: a file is split into ``size / BUCKET_BYTES`` buckets
 (at least 1, at most 256), a stream or a compressed file into :data:`_UNKNOWN_BUCKETS`."""
 _UNKNOWN_BUCKETS: Final = 32
@@ -371,94 +372,163 @@ class _Job:
             linked=carried["linked"].to_numpy(bool) | (following[still_open | last_on_thread] >= 0)
         )
 
-    def _address_bucket(self, b: int) -> tuple[pd.DataFrame, npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
-        """Address bucket ``b``: its events with the exits of its entries (time order), each
-        row's next lineno on its thread and the lineno of the entry each exit closes."""
-        frame = self._bucket("address", b)
-        if frame is None:
-            return None
-        exits = self._bucket("exit", b)
-        if exits is not None:
-            rows = frame.iloc[:0].reindex(pd.RangeIndex(len(exits)))  # the columns exits do not have, missing
-            for column in _THREAD_COLUMNS:
-                rows[column] = exits[column]
-            frame = dataset.concat_frames([frame, rows])
-        frame = _sorted(frame)
-        lineno = frame["lineno"].to_numpy(np.int64)
-        entries = np.full(lineno.size, -1, dtype=np.int64)
-        if exits is not None:
-            entries = _lookup(lineno, exits["lineno"].to_numpy(np.int64), exits["entry_lineno"].to_numpy(np.int64))
-        links = self._bucket("next", b)
-        following = np.full(lineno.size, -1, dtype=np.int64)
-        if links is not None:
-            following = _lookup(lineno, links["lineno"].to_numpy(np.int64), links["next_lineno"].to_numpy(np.int64))
-        return frame, following, entries
+    def _slices(self, b: int) -> Iterator[pd.DataFrame]:
+        """Address bucket ``b``'s events in time order, a slice at a time: its part of each
+        chunk, through a reorder window."""
+        window = _Reorder(self.window_ns)
+        for k in range(self.chunks):
+            path = self.scratch / "address" / str(b) / f"{k}.parquet"
+            if path.exists() and (ready := window.push(dataset.read_frame(path))) is not None:
+                yield ready
+        if (rest := window.flush()) is not None:
+            yield rest
 
     # --- pass 3 -------------------------------------------------------------------------
 
     def infer(self, bar: tqdm[Any]) -> Topology:
-        """The topology inferred from every address bucket's evidence."""
+        """The topology inferred from the evidence of every address bucket, read a slice at a
+        time: each address's rows are counted once their :data:`infer.LOOKAHEAD_ROWS` later
+        rows are there, read with the :data:`infer.CONTEXT_ROWS` rows before them."""
         parts = []
         for b in range(self.buckets):
             bar.update()
-            bucket = self._address_bucket(b)
-            if bucket is not None:
-                frame, following, _ = bucket
-                addressed = frame["skbaddr"].notna().to_numpy()
-                parts.append(infer.evidence(frame[addressed].reset_index(drop=True), following[addressed]))
+            links = self._bucket("next", b)
+            link_lines = links["lineno"].to_numpy(np.int64) if links is not None else np.zeros(0, np.int64)
+            next_lines = links["next_lineno"].to_numpy(np.int64) if links is not None else np.zeros(0, np.int64)
+            del links
+            pending: pd.DataFrame | None = None
+            for rows in itertools.chain(self._slices(b), [None]):  # None: the end, nothing more comes
+                given = [f for f in (pending, rows.assign(done=False) if rows is not None else None) if f is not None]
+                if not given:
+                    continue
+                frame = _sorted(dataset.concat_frames(given))
+                from_end = (
+                    frame.groupby(frame["skbaddr"].to_numpy(np.uint64), sort=False).cumcount(ascending=False).to_numpy()
+                )
+                done = frame["done"].to_numpy(bool)
+                ready = ~done & ((from_end >= infer.LOOKAHEAD_ROWS) | (rows is None))
+                if ready.any():
+                    following = _lookup(frame["lineno"].to_numpy(np.int64), link_lines, next_lines)
+                    parts.append(infer.evidence(frame.drop(columns="done"), following, counted=ready))
+                keep = from_end < infer.CONTEXT_ROWS + infer.LOOKAHEAD_ROWS
+                pending = frame[keep].assign(done=(done | ready)[keep])
         return infer.topology_of(parts)
 
     # --- pass 4 -------------------------------------------------------------------------
 
     def packets(self, topology: Topology, variant: Variant, bar: tqdm[Any]) -> int:
-        """Rebuild the packets bucket by bucket, number them over all buckets, and write
-        their frames and the drops; keep each event's labels for pass 5.  Returns the number
-        of packets."""
-        firsts, drops = [], []
+        """Rebuild the packets of every address bucket a slice at a time, number them over all
+        of the capture, and write their frames and the drops; keep each event's labels for
+        pass 5.  Returns the number of packets.
+
+        Each address's rows go on to the next slice from its last restart (see
+        :func:`paths.restarts`) on; those before it are segmented now, with the restart row
+        after them (which tells how their last packet ended)."""
+        units: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []  # first event of each packet
+        drops: list[pd.DataFrame] = []
         for b in range(self.buckets):
             bar.update()
-            bucket = self._address_bucket(b)
-            if bucket is None:
-                firsts.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
-                continue
-            frame, _, entries = bucket
-            labels = paths.segment(frame, topology=topology, lost_linenos=self.lost_linenos, entries=entries)
-            frames = paths.frames(frame, labels)
-            packets = netns_packets(frames.packets, topology)
-            dataset.write_frame(packets, self._file("packets", b))
-            dataset.write_frame(netns_hops(frames.hops, packets), self._file("hops", b))
-            dataset.write_frame(netns_stages(frames.stages, packets), self._file("stages", b))
-            dataset.write_frame(pd.concat([frame[["lineno"]], labels[list(_LABELS)]], axis=1), self._file("labels", b))
-            netns_dev = netns_devices(packets, labels["packet_id"], labels["visit"])
-            drops.append(_partial_counts(paths.drop_events(frame, labels, netns_dev)))
-            # local ids count packets in order of their first event; the rows are in time order
-            packet_id = labels["packet_id"].to_numpy(np.int64)
-            in_packet = np.flatnonzero(packet_id >= 0)
-            first = in_packet[np.unique(packet_id[in_packet], return_index=True)[1]]
-            firsts.append((frame["time_ns"].to_numpy(np.int64)[first], frame["lineno"].to_numpy(np.int64)[first]))
+            exits = self._bucket("exit", b)
+            pending: pd.DataFrame | None = None
+            for rows in self._slices(b):
+                frame = _sorted(dataset.concat_frames([pending, rows] if pending is not None else [rows]))
+                cut = paths.restarts(frame)
+                addr = frame["skbaddr"].to_numpy(np.uint64)
+                position = np.arange(len(frame))
+                last_cut = pd.Series(np.where(cut, position, -1)).groupby(addr, sort=False).transform("max").to_numpy()
+                owned = position < last_cut
+                unit = owned | (position == last_cut)
+                if owned.any():
+                    self._unit(frame[unit].reset_index(drop=True), ~owned[unit], exits, topology, units, drops)
+                pending = frame[~owned].reset_index(drop=True)
+            if pending is not None and len(pending):
+                self._unit(pending, np.zeros(len(pending), np.bool_), exits, topology, units, drops)
             release_memory()
-        time = np.concatenate([t for t, _ in firsts])
-        lineno = np.concatenate([n for _, n in firsts])
-        global_id = np.empty(time.size, dtype=np.int64)  # over all buckets, by first event (ties: line order)
+        return self._number(units, drops, variant, bar)
+
+    def _unit(
+        self,
+        rows: pd.DataFrame,
+        lookahead: npt.NDArray[np.bool_],
+        exits: pd.DataFrame | None,
+        topology: Topology,
+        units: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+        drops: list[pd.DataFrame],
+    ) -> None:
+        """Segment a piece of addresses' rows (with the exits of its entries); the
+        ``lookahead`` rows only tell how the piece's last packets ended."""
+        u = len(units)
+        frame, entries = rows, np.full(len(rows), -1, dtype=np.int64)
+        if exits is not None:
+            mine = exits[
+                np.isin(exits["entry_lineno"].to_numpy(np.int64), rows["lineno"].to_numpy(np.int64)[~lookahead])
+            ]
+            if len(mine):
+                missing = rows.iloc[:0].reindex(pd.RangeIndex(len(mine)))  # the columns exits do not have
+                for column in _THREAD_COLUMNS:
+                    missing[column] = (
+                        mine[column].to_numpy()
+                        if column in ("time_ns", "lineno")
+                        else mine[column].reset_index(drop=True)
+                    )
+                frame = _sorted(dataset.concat_frames([rows, missing]))
+                lookahead = np.isin(frame["lineno"].to_numpy(np.int64), rows["lineno"].to_numpy(np.int64)[lookahead])
+                entries = _lookup(
+                    frame["lineno"].to_numpy(np.int64),
+                    mine["lineno"].to_numpy(np.int64),
+                    mine["entry_lineno"].to_numpy(np.int64),
+                )
+        labels = paths.segment(frame, topology=topology, lost_linenos=self.lost_linenos, entries=entries)
+        packet_id = labels["packet_id"].to_numpy(np.int64)
+        dropped = np.isin(packet_id, packet_id[lookahead])  # the lookahead rows' own packets
+        kept, local = np.unique(np.where(dropped, -1, packet_id), return_inverse=True)
+        labels["packet_id"] = np.where(dropped | (packet_id < 0), -1, local - (kept[0] < 0))
+        labels.loc[dropped, "visit"] = -1
+        labels["ended_by"] = labels["ended_by"].where(~dropped)
+        frames = paths.frames(frame, labels)
+        packets = netns_packets(frames.packets, topology)
+        dataset.write_frame(packets, self._file("packets", u))
+        dataset.write_frame(netns_hops(frames.hops, packets), self._file("hops", u))
+        dataset.write_frame(netns_stages(frames.stages, packets), self._file("stages", u))
+        dataset.write_frame(
+            pd.concat([frame[["lineno"]], labels[list(_LABELS)]], axis=1)[~lookahead], self._file("labels", u)
+        )
+        netns_dev = netns_devices(packets, labels["packet_id"], labels["visit"])
+        drops.append(_partial_counts(paths.drop_events(frame, labels, netns_dev)))
+        # local ids count packets in order of their first event; the rows are in time order
+        packet_id = labels["packet_id"].to_numpy(np.int64)
+        in_packet = np.flatnonzero(packet_id >= 0)
+        first = in_packet[np.unique(packet_id[in_packet], return_index=True)[1]]
+        units.append((frame["time_ns"].to_numpy(np.int64)[first], frame["lineno"].to_numpy(np.int64)[first]))
+
+    def _number(
+        self,
+        units: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
+        drops: list[pd.DataFrame],
+        variant: Variant,
+        bar: tqdm[Any],
+    ) -> int:
+        """Number the packets of all pieces by first event (ties: line order), write their
+        frames and the drops, and keep each event's labels by line number."""
+        time = np.concatenate([t for t, _ in units]) if units else np.zeros(0, np.int64)
+        lineno = np.concatenate([n for _, n in units]) if units else np.zeros(0, np.int64)
+        global_id = np.empty(time.size, dtype=np.int64)
         global_id[np.lexsort((lineno, time))] = np.arange(time.size)
-        offsets = np.cumsum([0, *(t.size for t, _ in firsts)])
+        offsets = np.cumsum([0, *(t.size for t, _ in units)])
         size = self.max_lineno + 1
         self.labels = {
             "packet_id": np.full(size, -1, np.int32),
-            "visit": np.full(size, -1, np.int32),
+            "visit": np.full(size, -1, np.int16),
             "ended_by": np.full(size, -1, np.int8),
         }
         empty = Trace(build_columns([]), variant)
-        for b in range(self.buckets):
-            bar.update()
-            if not self._file("labels", b).exists():
-                continue
-            ids = global_id[offsets[b] : offsets[b + 1]]
+        for u in range(len(units)):
+            ids = global_id[offsets[u] : offsets[u + 1]]
             for name in ("packets", "hops", "stages"):
-                table = dataset.read_frame(self._file(name, b))
+                table = dataset.read_frame(self._file(name, u))
                 table["packet_id"] = ids[table["packet_id"].to_numpy(np.int64)]
                 self.writer.add(name, table)
-            labels = dataset.read_frame(self._file("labels", b))
+            labels = dataset.read_frame(self._file("labels", u))
             at = labels["lineno"].to_numpy(np.int64)
             local = labels["packet_id"].to_numpy(np.int64)
             self.labels["packet_id"][at] = np.where(local >= 0, ids[np.maximum(local, 0)] if ids.size else -1, -1)

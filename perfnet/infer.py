@@ -84,6 +84,13 @@ _KINDS: Final[dict[str, int]] = {
 # How far back on its address a receive row looks for the entry of its visit (entry,
 # netif_rx, the sender's net_dev_xmit and exit, then netif_receive_skb in the backlog).
 _LOOKBACK: Final = 4
+CONTEXT_ROWS: Final = _LOOKBACK + 1
+"""Rows of an address before a stretch that :func:`evidence` needs to read it as it reads the
+whole (the entries a receive row takes its peer from, and what gave them theirs)."""
+LOOKAHEAD_ROWS: Final = 3
+"""Rows of an address after a stretch that :func:`evidence` needs (a sighting counted at its
+last row sees the next row's peer: a queue row takes the peer of the transmit after it,
+which takes it from the receive after that)."""
 # Verdicts on a forwarding relation (see the module docstring).
 _FORWARDS, _MAY_FORWARD, _REUSE = "forwards", "may forward", "reuse"
 
@@ -177,13 +184,21 @@ def _next_on_thread(events: pd.DataFrame) -> npt.NDArray[np.int64]:
     return after
 
 
-def evidence(events: pd.DataFrame, next_lineno: npt.NDArray[np.int64] | None = None) -> Evidence:
-    """The topology's evidence in the events of whole addresses (all of each address's events).
+def evidence(
+    events: pd.DataFrame,
+    next_lineno: npt.NDArray[np.int64] | None = None,
+    counted: npt.NDArray[np.bool_] | None = None,
+) -> Evidence:
+    """The topology's evidence in the events of whole addresses, or of a stretch of them.
 
     Args:
         events: the events frame, or the rows of some addresses of one.
         next_lineno: per row, what :func:`next_on_thread` gives on the whole capture (the
             frame must then have ``lineno``); None: found on these rows (a whole capture).
+        counted: the rows whose sightings count (a sighting is counted at its earlier row);
+            None: all.  A stretch of an address's events is read whole with the
+            :data:`CONTEXT_ROWS` rows before it and the :data:`LOOKAHEAD_ROWS` after, which
+            give its first and last rows their peers, and counts its own rows only.
     """
     event_codes, event_names = pd.factorize(events["event"])
     kind_of = np.array([_KINDS.get(name, _OTHER) if isinstance(name, str) else _OTHER for name in event_names])
@@ -223,7 +238,7 @@ def evidence(events: pd.DataFrame, next_lineno: npt.NDArray[np.int64] | None = N
             "pb": names[peer[at + offset]],
         }
 
-    def counted(relation: str, at: npt.NDArray[np.int64], offset: int = 1) -> pd.DataFrame:
+    def tallied(relation: str, at: npt.NDArray[np.int64], offset: int = 1) -> pd.DataFrame:
         """The distinct steps ``at`` -> ``at + offset`` with their counts and first sighting
         (Python runs per distinct step only)."""
         base = len(dev_names) + 1  # codes -1 .. len - 1, one digit each of one int64
@@ -245,12 +260,16 @@ def evidence(events: pd.DataFrame, next_lineno: npt.NDArray[np.int64] | None = N
             }
         )
 
+    if counted is not None:  # sightings at the rows that count (the peers above used them all)
+        nxt = nxt[np.asarray(counted, dtype=np.bool_)[order[nxt]]]
+        a_kind, b_kind = kind[nxt], kind[nxt + 1]
+        pair_at = nxt[(a_kind == _START) & (b_kind == _RX_ENTRY)]
     up_at = nxt[(a_kind == _RX_CORE) & (b_kind == _RX_UP)] + 1  # (bridge, port): the port's row is before
     steps = pd.concat(
         [
-            counted(_PAIR, pair_at),
-            counted(_BELOW, nxt[(a_kind == _START) & (b_kind == _QUEUE)]),  # (upper, lower)
-            counted(_UP, up_at, offset=-1),
+            tallied(_PAIR, pair_at),
+            tallied(_BELOW, nxt[(a_kind == _START) & (b_kind == _QUEUE)]),  # (upper, lower)
+            tallied(_UP, up_at, offset=-1),
         ],
         ignore_index=True,
     )

@@ -65,6 +65,7 @@ __all__ = [
     "match_calls",
     "packets",
     "reconstruct",
+    "restarts",
     "segment",
     "stages",
 ]
@@ -576,6 +577,35 @@ def _match_exits(events: pd.DataFrame, tl: _Timeline) -> tuple[IntArray, BoolArr
     still_open[rows[sign > 0]] = True
     still_open[rows[:-1][closes]] = False
     return entry_of, still_open
+
+
+def restarts(events: pd.DataFrame, *, gap_ns: int = DEFAULT_GAP_NS) -> BoolArray:
+    """Rows where :func:`segment` (with all its rules) starts a new lifetime of the address,
+    and after which nothing earlier on the address matters.
+
+    Such a row is a ``net_dev_queue`` or a receive entry (an arrival by its event alone) that
+    comes right after a free of its address (rule 1) or more than ``gap_ns`` after the
+    address's previous event (rule 5).  Every later row of the address looks back only as
+    far as it: to the previous row, the last arrival, the last row that is not a completion.
+    A capture too long to segment at once (:mod:`perfnet.convert`) is segmented in pieces cut
+    at these rows: a piece ends with its cut row (which still tells how the piece's last
+    packet ended, and is then dropped from it) and the next piece starts with it.  A row
+    without an address, or the first of its address in ``events``, is never one.
+    """
+    tl = _timeline(events)
+    has_addr = events["skbaddr"].notna().to_numpy()[tl.order]
+    rows = np.flatnonzero(has_addr)
+    addr = events["skbaddr"].to_numpy(dtype=np.uint64, na_value=0)[tl.order][rows]
+    rows = rows[np.argsort(addr, kind="stable")]  # by address, in time order within
+    role, time = tl.role[rows], tl.time[rows]
+    later = np.flatnonzero(~_starts(events["skbaddr"].to_numpy(dtype=np.uint64, na_value=0)[tl.order][rows]))
+    before = later - 1
+    opener = (role[later] == _QUEUE) | (role[later] == _RX_ENTRY)
+    freed = (role[before] == _CONSUME) | (role[before] == _KFREE)
+    idle = time[later] - time[before] > gap_ns
+    out = np.zeros(len(events), dtype=np.bool_)
+    out[tl.order[rows[later[opener & (freed | idle)]]]] = True
+    return out
 
 
 def match_calls(events: pd.DataFrame) -> tuple[IntArray, BoolArray]:

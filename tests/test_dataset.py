@@ -202,10 +202,14 @@ def test_newer_or_broken_datasets_are_named_errors(tmp_path: Path) -> None:
     out = dataset.write_dataset(perfnet.read(perfnet.example_capture()), tmp_path / "ds")
     metadata = json.loads((out / "metadata.json").read_text())
     (out / "metadata.json").write_text(json.dumps({**metadata, "schema_version": 99}))
-    with pytest.raises(dataset.DatasetError, match="schema version 99; this perfnet reads version 2\nhint: upgrade perfnet"):
+    with pytest.raises(
+        dataset.DatasetError, match="schema version 99; this perfnet reads version 2\nhint: upgrade perfnet"
+    ):
         perfnet.read(out)
     (out / "metadata.json").write_text(json.dumps({**metadata, "schema_version": 1}))
-    with pytest.raises(dataset.DatasetError, match="schema version 1; this perfnet reads version 2\nhint: convert it again"):
+    with pytest.raises(
+        dataset.DatasetError, match="schema version 1; this perfnet reads version 2\nhint: convert it again"
+    ):
         perfnet.read(out)
     with pytest.raises(dataset.DatasetError, match="not a perfnet dataset"):
         dataset.read_dataset(tmp_path)
@@ -233,6 +237,7 @@ def test_a_frame_comes_back_exact(tmp_path: Path) -> None:
     dataset.write_frame(events, tmp_path / "events.parquet")
     back = dataset.read_frame(tmp_path / "events.parquet")
     pd.testing.assert_frame_equal(back, events, check_exact=True)
-    assert back["skbaddr"].to_numpy("uint64", na_value=0).tolist() == events["skbaddr"].to_numpy(
-        "uint64", na_value=0
-    ).tolist()
+    assert (
+        back["skbaddr"].to_numpy("uint64", na_value=0).tolist()
+        == events["skbaddr"].to_numpy("uint64", na_value=0).tolist()
+    )
