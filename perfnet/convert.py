@@ -2,31 +2,33 @@
 
 :func:`perfnet.read` holds a whole capture, and rebuilding its packets needs several times
 that at the peak (2 GB for the 5,141,871 lines of the convert benchmark).  :func:`convert`
-holds a chunk of lines and one bucket of skb addresses at a time instead, and writes the same
-dataset :func:`~perfnet.dataset.write_dataset` writes of the whole Trace: read back, it is the
-same Trace, packets that span chunks included.  It passes over the data five times, the last
-four over its own working files:
+holds a chunk of lines, or a time slice of one bucket of skb addresses, at a time, and writes
+the dataset :func:`~perfnet.dataset.write_dataset` writes of the whole Trace: read back, it is
+the same Trace, packets that span chunks included.  It goes over the data four times, the
+last three over its own working files:
 
 1. **Read.** The source in chunks of about ``chunk_lines`` lines, each cut before a line that
    cannot be a callchain frame (an event is never cut from its frames), typed as
    :func:`perfnet.read` types them.  A chunk's details, messages and bad lines become parts
-   of the dataset at once; its events go to working files three ways: whole (for pass 5), by
-   skb address (every event of an address in one *address bucket*: a packet is a lifetime of
-   one address), and by thread (the events with an address and the ``*_exit`` events, which
-   have none, each thread in one *thread bucket*).
-2. **Threads.** Per thread bucket, each exit is matched to the entry it closes
-   (:func:`perfnet.paths.exit_entries`) and goes to its entry's address bucket, and each event
-   with an address learns the next event of its thread (:func:`perfnet.infer.next_on_thread`,
-   what topology inference calls nesting).
-3. **Topology**, unless one is given or saved beside the capture: each address bucket's
-   evidence (:func:`perfnet.infer.evidence`), combined once all are in
-   (:func:`perfnet.infer.topology_of`): this is why the buckets are read twice.
-4. **Packets.** Per address bucket, :func:`perfnet.paths.segment` with that topology, the
-   capture's LOST lines and the matched exits: the labels the whole capture gets.  Packets
-   are numbered over all buckets by their first event; the ``packets``, ``hops`` and
-   ``stages`` parts are written bucket by bucket, drops counted over all of them.
-5. **Events.** The chunks again, each event with its packet, visit and ``ended_by``, through
+   of the dataset at once; its events go to working files whole (for pass 4) and by skb
+   address (every event of an address in one *address bucket*).  Its calls and addressed
+   events go on in time order (a reorder window) to match each exit to the entry it closes
+   (:func:`perfnet.paths.match_calls`; the exit then goes to its entry's bucket) and to link
+   each addressed event to the next of its thread (:func:`perfnet.infer.next_on_thread`),
+   slice by slice: open entries and each thread's last event carry over.
+2. **Topology**, unless one is given or saved beside the capture: each bucket's evidence
+   (:func:`perfnet.infer.evidence`), read in time slices with a few rows of context on each
+   side, combined once all are in (:func:`perfnet.infer.topology_of`).
+3. **Packets.** Each bucket in time slices: an address's rows up to its last restart
+   (:func:`perfnet.paths.restarts`: after a free or an idle gap, nothing earlier matters) are
+   segmented with the topology, the capture's LOST lines and the matched exits; the rest go
+   on with the next slice.  Packets are numbered over the capture by their first event; the
+   ``packets``, ``hops`` and ``stages`` parts are written piece by piece, drops counted over
+   all of them.
+4. **Events.** The chunks again, each event with its packet, visit and ``ended_by``, through
    a reorder window into the ``events`` parts in time order.
+
+An address that never restarts (no free traced and never idle for ``gap_ns``) is held whole.
 
 ``perf trace -a`` prints events out of time order: in the captures of the test fixtures an
 event came at most 4.7 ms after a later one (lab, 883 events; median 1.2-1.7 ms) and 6.7 ms
