@@ -548,8 +548,11 @@ def test_convert_writes_a_dataset_every_command_reads(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     done = perfnet("convert", "--example", "-o", str(out))
     assert done.returncode == 0, done.stderr
-    # 8 tables and metadata.json, and a details table per tracepoint: 9 of net, 2 of skb, 1 of kmem
-    assert done.stdout == f"wrote {out}: 482 events, 26 packets, 20 files\n"
+    # metadata.json, a part each of events, messages, errors and drops, a details part per
+    # tracepoint (9 of net, 2 of skb, 1 of kmem), and 3 parts each of packets, hops and stages:
+    # the packets of 3 pieces (the reorder window gives 2 slices, and the rest after the last
+    # restart of each address is the third)
+    assert done.stdout == f"wrote {out}: 482 events, 26 packets, 26 files\n"
     # any command takes the dataset as it takes the capture (the dataset keeps the source's name)
     assert perfnet("report", str(out), "--json").stdout == perfnet("report", "--example", "--json").stdout
     again = perfnet("convert", "--example", "-o", str(out))
