@@ -131,6 +131,15 @@ def _tables(
     }
 
 
+def _file_bar(progress: bool, name: str) -> Any:
+    """A progress bar of the bytes of file ``name`` on standard error (off unless ``progress``
+    and ``name`` is a regular file)."""
+    from tqdm import tqdm
+
+    size = Path(name).stat().st_size if progress and name not in ("", "-") and Path(name).is_file() else 0
+    return tqdm(total=size, unit="B", unit_scale=True, desc=Path(name).name, file=sys.stderr, disable=not size)
+
+
 def _topology(source: Source, topology: Topology | str | Path | None) -> Topology | None:
     """The topology given (or the path of one), else the one saved beside the capture, if any."""
     from perfnet.topology import Topology
@@ -181,8 +190,6 @@ def read(
         NotPerfOutputError: the variant was detected, yet no line is an event or a perf message.
         PerfnetError: the source cannot be read, or a schema file is invalid.
     """
-    from tqdm import tqdm
-
     from perfnet.columns import read_columns
     from perfnet.dataset import is_dataset, read_dataset
     from perfnet.trace import Trace
@@ -191,8 +198,7 @@ def read(
         return read_dataset(source)
     topology = _topology(source, topology)
     name = str(source) if isinstance(source, str | Path) else ""
-    size = Path(name).stat().st_size if progress and name not in ("", "-") and Path(name).is_file() else 0
-    with tqdm(total=size, unit="B", unit_scale=True, desc=Path(name).name, file=sys.stderr, disable=not size) as bar:
+    with _file_bar(progress, name) as bar:
         variant, columns = read_columns(
             source,
             format=format,

@@ -140,7 +140,7 @@ def convert(
         PerfnetError: the source cannot be read.
         OSError: the dataset cannot be written (a full disk); nothing is left behind.
     """
-    from perfnet import _tables, _topology
+    from perfnet import _file_bar, _tables, _topology
 
     if chunk_lines < 1 or (buckets is not None and buckets < 1):
         raise UsageError(f"chunk_lines and buckets are 1 or more, not {chunk_lines} and {buckets}")
@@ -148,7 +148,7 @@ def convert(
     with system_memory(), dataset.DatasetWriter(out, force=force) as writer:
         name = str(source) if isinstance(source, str | Path) else ""
         job = _Job(writer, buckets or _buckets_for(name), window_ns, chunk_lines)
-        with _bar(progress, name) as bar:
+        with _file_bar(progress, name) as bar:
             blocks = open_blocks(source, progress=lambda done: bar.update(done - bar.n))
             if blocks is None:
                 raise UsageError("convert reads a path, a binary file or '-' (standard input), not lines")
@@ -193,11 +193,6 @@ def _buckets_for(name: str) -> int:
     if name in ("", "-") or not path.is_file() or path.suffix in (".gz", ".bz2", ".xz", ".zst", ".data"):
         return _UNKNOWN_BUCKETS
     return int(np.clip(-(-path.stat().st_size // BUCKET_BYTES), 1, 256))
-
-
-def _bar(progress: bool, name: str) -> tqdm[Any]:
-    size = Path(name).stat().st_size if progress and name not in ("", "-") and Path(name).is_file() else 0
-    return tqdm(total=size, unit="B", unit_scale=True, desc=Path(name).name, file=sys.stderr, disable=not size)
 
 
 def _chunks(blocks: Iterator[Block], chunk_lines: int) -> Iterator[list[Block]]:

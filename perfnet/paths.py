@@ -596,9 +596,10 @@ def restarts(events: pd.DataFrame, *, gap_ns: int = DEFAULT_GAP_NS) -> BoolArray
     has_addr = events["skbaddr"].notna().to_numpy()[tl.order]
     rows = np.flatnonzero(has_addr)
     addr = events["skbaddr"].to_numpy(dtype=np.uint64, na_value=0)[tl.order][rows]
-    rows = rows[np.argsort(addr, kind="stable")]  # by address, in time order within
+    by_addr = np.argsort(addr, kind="stable")
+    rows = rows[by_addr]  # by address, in time order within
     role, time = tl.role[rows], tl.time[rows]
-    later = np.flatnonzero(~_starts(events["skbaddr"].to_numpy(dtype=np.uint64, na_value=0)[tl.order][rows]))
+    later = np.flatnonzero(~_starts(addr[by_addr]))
     before = later - 1
     opener = (role[later] == _QUEUE) | (role[later] == _RX_ENTRY)
     freed = (role[before] == _CONSUME) | (role[before] == _KFREE)
