@@ -238,7 +238,11 @@ class Session:
         with self._lock:
             self._stop_at = self._stop_at or time.monotonic()
             if self.options.command and self.partial is None:
-                self.partial = "perf exited before the command ended"
+                rc = self._perf.returncode  # killed by a signal: say so, whoever noticed first
+                if rc is not None and rc < 0 and not self._killed:
+                    self.partial = _killed_by(rc)
+                else:
+                    self.partial = "perf exited before the command ended"
         self._workload.stop(_COMMAND_GRACE)
 
     def failure(self) -> tuple[str, int] | None:
@@ -251,9 +255,14 @@ def _drop(line: bytes) -> None:
     """Keep nothing of perf's output (no raw output was asked for)."""
 
 
+def _killed_by(rc: int) -> str:
+    """``partial`` for perf ended by a signal (``rc`` is minus its number)."""
+    return f"perf was killed by {signal.Signals(-rc).name}"
+
+
 def _unreadable(partial: str | None, rc: int | None, error: PerfError) -> str:
     """``partial`` for a recording perf script cannot read (perf was killed before it wrote it)."""
-    reason = f"perf was killed by {signal.Signals(-(rc or -9)).name}"
+    reason = _killed_by(rc or -9)
     why = (str(error).splitlines()[1:2] or [str(error)])[0]  # perf script's first complaint
     return f"{partial or reason}; the recording is unreadable ({why})"
 
@@ -272,6 +281,6 @@ def _ending(
     rc = perf.returncode
     if rc and not killed and workload.ready.is_set() and partial is None:
         last = perf_message(perf.stderr).rpartition("\n")[2]
-        ended = f"perf was killed by {signal.Signals(-rc).name}" if rc < 0 else f"perf exited with status {rc}"
+        ended = _killed_by(rc) if rc < 0 else f"perf exited with status {rc}"
         partial = ended + (f": {last}" if last and rc > 0 else "")
     return partial
