@@ -1022,7 +1022,9 @@ def read_columns(
 def system_memory() -> Iterator[None]:
     """Arrow allocates from the system's malloc while a source is read: mimalloc, its default,
     keeps the pages of freed blocks, and a read frees a block's worth every block (on the
-    flood benchmark the peak was 540 bytes per event with mimalloc, 320 with malloc)."""
+    flood benchmark the peak was 540 bytes per event with mimalloc, 320 with malloc).  This
+    reaches what pyarrow allocates; Arrow's C++ parts keep the pool chosen when pyarrow
+    loaded (the ``perfnet`` command chooses malloc, see :mod:`perfnet.__main__`)."""
     previous = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:

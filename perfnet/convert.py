@@ -30,6 +30,13 @@ last three over its own working files:
 
 An address that never restarts (no free traced and never idle for ``gap_ns``) is held whole.
 
+Memory: on the 5,141,871 lines of the convert benchmark (``benchmarks/bench_convert.py``)
+the ``perfnet convert`` command peaks at about 250 MiB, 117 of them the interpreter with
+pandas and pyarrow.  It runs with Arrow's allocator set to the system's malloc (see
+:mod:`perfnet.__main__`); a program of your own that calls :func:`convert` gets the same by
+setting ``ARROW_DEFAULT_MEMORY_POOL=system`` before pyarrow is first imported (with
+mimalloc, Arrow's default, the peak was 315 MiB).
+
 ``perf trace -a`` prints events out of time order: in the captures of the test fixtures an
 event came at most 4.7 ms after a later one (lab, 883 events; median 1.2-1.7 ms) and 6.7 ms
 on the 244,840 events of the flood benchmark (p99 4.0 ms); ``perf script`` output is sorted.
@@ -58,6 +65,7 @@ from perfnet import dataset, infer, paths
 from perfnet.columns import ColumnBuilder, Columns, build_columns, not_perf_output, release_memory, system_memory
 from perfnet.errors import UsageError
 from perfnet.grammar import Variant
+from perfnet.infer import Evidence
 from perfnet.reader import _FRAME, Block, LineParser, detect_blocks, open_blocks, variant_of
 from perfnet.records import BadLine
 from perfnet.topology import Topology
@@ -80,6 +88,7 @@ perf trace -a was measured at most 6.7 ms late, see the module docstring)."""
 _THREAD_COLUMNS: Final = ["time_ns", "comm", "tid", "cpu", "event", "dev", "skbaddr", "lineno"]
 _LABELS: Final = ("packet_id", "visit", "ended_by")
 _REPORTED_LATE: Final = 20  # late events named in the metadata and the report
+_FOLD_DROPS: Final = 64  # pieces' drop counts kept apart before they are added up
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ def convert(
                 builder = ColumnBuilder(parser, strict, detected=False)
                 for block in chunk:
                     builder.add_block(block)
-                job.read(builder.finish(), variant, builder.recognised)
+                job.read(builder.finish(), variant, builder.recognised, chunk[0].lineno)
             job.threads(job.calls.flush())
         if format is None and job.first_error is not None and not job.recognised:
             raise not_perf_output(job.first_error)
@@ -237,18 +246,32 @@ def _hash(values: npt.NDArray[Any], buckets: int) -> npt.NDArray[np.int64]:
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows in time order, ties in line order: the events frame's order."""
     order = np.lexsort((frame["lineno"].to_numpy(np.int64), frame["time_ns"].to_numpy(np.int64)))
+    if (order[1:] > order[:-1]).all():  # in order already (perf script's output is): no copy
+        return frame.reset_index(drop=True)
     return frame.take(order).reset_index(drop=True)
 
 
-def _lookup(linenos: npt.NDArray[np.int64], keys: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> Any:
-    """``values`` of the ``keys`` equal to each of ``linenos`` (-1 where none is)."""
+def _find(linenos: npt.NDArray[np.int64], keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The position in ``keys`` (distinct) of each of ``linenos``, -1 where it is not there."""
     out = np.full(linenos.size, -1, dtype=np.int64)
     if keys.size:
         order = np.argsort(keys)
         at = np.minimum(np.searchsorted(keys[order], linenos), keys.size - 1)
         found = keys[order][at] == linenos
-        out[found] = values[order][at][found]
+        out[found] = order[at][found]
     return out
+
+
+def _joined(*frames: pd.DataFrame | None) -> Any:
+    """The rows of the frames given (None: no rows), one after the other; None if none is."""
+    given = [frame for frame in frames if frame is not None]
+    return dataset.concat_frames(given) if given else None
+
+
+def _lookup(linenos: npt.NDArray[np.int64], keys: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> Any:
+    """``values`` of the ``keys`` equal to each of ``linenos`` (-1 where none is)."""
+    at = _find(linenos, keys)
+    return np.where(at >= 0, values[np.maximum(at, 0)] if values.size else -1, -1)
 
 
 @dataclass
@@ -265,10 +288,12 @@ class _Job:
     max_lineno: int = 0
     recognised: bool = False
     first_error: BadLine | None = None
+    chunk_starts: list[int] = field(default_factory=list)  # each chunk's first line number
     lost_linenos: list[int] = field(default_factory=list)
     shapes: list[dict[str, Any]] = field(default_factory=list)
     shape_ids: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
-    labels: dict[str, npt.NDArray[Any]] = field(default_factory=dict)
+    packet_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))  # by piece
+    unit_starts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(1, np.int64))  # each piece's first
     slices: int = 0  # slices of the calls and addressed events, in time order (pass 2)
     carried: pd.DataFrame | None = None  # what one slice leaves to the next
 
@@ -276,23 +301,40 @@ class _Job:
         self.scratch = self.writer.scratch()
         self.calls = _Reorder(self.window_ns)
 
-    def _file(self, kind: str, bucket: int, part: int = 0) -> Path:
-        directory = self.scratch / kind / str(bucket)
+    def _file(self, kind: str, *keys: int) -> Path:
+        """A working file: ``kind/key/.../last key.parquet``."""
+        directory = self.scratch.joinpath(kind, *map(str, keys[:-1]))
         directory.mkdir(parents=True, exist_ok=True)
-        return directory / f"{part}.parquet"
+        return directory / f"{keys[-1]}.parquet"
 
-    def _bucket(self, kind: str, bucket: int) -> pd.DataFrame | None:
-        """A bucket's rows from every part written to it, or None if none was."""
-        files = sorted((self.scratch / kind / str(bucket)).glob("*.parquet"), key=lambda p: int(p.stem))
+    def _parts(self, kind: str, *keys: int) -> pd.DataFrame | None:
+        """The rows of every working file in ``kind/key/...``, in the order they were
+        written, or None if none was."""
+        files = sorted(self.scratch.joinpath(kind, *map(str, keys)).glob("*.parquet"), key=lambda p: int(p.stem))
         return dataset.concat_frames([dataset.read_frame(f) for f in files]) if files else None
+
+    def _write_by(
+        self, kind: str, rows: pd.DataFrame, linenos: Any, part: int, buckets: npt.NDArray[np.int64] | None = None
+    ) -> None:
+        """Write ``rows`` as ``part`` of ``kind/chunk`` (or ``kind/bucket/chunk``) by the chunk
+        of ``linenos``, the lines of the events they belong to: a later pass reads them with
+        that chunk."""
+        n = len(self.chunk_starts)
+        keys = np.searchsorted(np.asarray(self.chunk_starts, np.int64), np.asarray(linenos, np.int64), "right") - 1
+        if buckets is not None:
+            keys = buckets * n + keys
+        for key in np.unique(keys):
+            where = (int(key),) if buckets is None else divmod(int(key), n)
+            dataset.write_frame(rows[keys == key], self._file(kind, *where, part))
 
     # --- pass 1 -------------------------------------------------------------------------
 
-    def read(self, columns: Columns, variant: Variant, recognised: bool) -> None:
-        """Take one chunk: its details, messages and bad lines into the dataset, its events
-        into the working files."""
+    def read(self, columns: Columns, variant: Variant, recognised: bool, first_lineno: int) -> None:
+        """Take one chunk (its first line is ``first_lineno``): its details, messages and bad
+        lines into the dataset, its events into the working files."""
         k = self.chunks
         self.chunks += 1
+        self.chunk_starts.append(first_lineno)
         self.recognised |= recognised
         if columns.errors and self.first_error is None:
             self.first_error = columns.errors[0]
@@ -338,11 +380,7 @@ class _Job:
         event (``linked`` says whether its link is already out)."""
         if rows is None:
             return
-        frame = _sorted(
-            dataset.concat_frames(
-                [self.carried, rows.assign(linked=False)] if self.carried is not None else [rows.assign(linked=False)]
-            )
-        )
+        frame = _sorted(_joined(self.carried, rows.assign(linked=False)))
         t = self.slices
         self.slices += 1
         lineno = frame["lineno"].to_numpy(np.int64)
@@ -354,31 +392,39 @@ class _Job:
         links = addressed & (following >= 0) & ~linked
         closes = np.flatnonzero(entries >= 0)
         exit_addr = addr[_lookup(entries[closes], lineno, np.arange(lineno.size))]
-        link_bucket = _hash(addr[links], self.buckets)
-        exit_bucket = _hash(exit_addr, self.buckets)
         next_lines = pd.DataFrame({"lineno": lineno[links], "next_lineno": following[links]})
+        self._write_by("next", next_lines, lineno[links], t, _hash(addr[links], self.buckets))
         exits = frame.take(closes).drop(columns="linked").assign(entry_lineno=entries[closes])
-        for b in range(self.buckets):
-            if (link_bucket == b).any():
-                dataset.write_frame(next_lines[link_bucket == b], self._file("next", b, t))
-            if (exit_bucket == b).any():
-                dataset.write_frame(exits[exit_bucket == b], self._file("exit", b, t))
+        self._write_by("exit", exits, entries[closes], t, _hash(exit_addr, self.buckets))
         last_on_thread = addressed & (following < 0)
         carried = frame[still_open | last_on_thread]
         self.carried = carried.assign(
             linked=carried["linked"].to_numpy(bool) | (following[still_open | last_on_thread] >= 0)
         )
 
-    def _slices(self, b: int) -> Iterator[pd.DataFrame]:
+    def _slices(self, b: int, links: bool = False) -> Iterator[tuple[int, pd.DataFrame]]:
         """Address bucket ``b``'s events in time order, a slice at a time: its part of each
-        chunk, through a reorder window."""
+        chunk, through a reorder window; each slice with the last chunk read for it.  With
+        ``links``, each event has the line of the next event of its thread
+        (``next_lineno``, -1 if none is)."""
         window = _Reorder(self.window_ns)
         for k in range(self.chunks):
-            path = self.scratch / "address" / str(b) / f"{k}.parquet"
-            if path.exists() and (ready := window.push(dataset.read_frame(path))) is not None:
-                yield ready
+            path = self._file("address", b, k)
+            if not path.exists():
+                continue
+            rows = dataset.read_frame(path)
+            if links:
+                found = self._parts("next", b, k)
+                lineno = rows["lineno"].to_numpy(np.int64)
+                rows["next_lineno"] = (
+                    _lookup(lineno, *(found[c].to_numpy(np.int64) for c in ("lineno", "next_lineno")))
+                    if found is not None
+                    else np.full(lineno.size, -1, np.int64)
+                )
+            if (ready := window.push(rows)) is not None:
+                yield k, ready
         if (rest := window.flush()) is not None:
-            yield rest
+            yield self.chunks - 1, rest
 
     # --- pass 3 -------------------------------------------------------------------------
 
@@ -386,49 +432,52 @@ class _Job:
         """The topology inferred from the evidence of every address bucket, read a slice at a
         time: each address's rows are counted once their :data:`infer.LOOKAHEAD_ROWS` later
         rows are there, read with the :data:`infer.CONTEXT_ROWS` rows before them."""
-        parts = []
+        return infer.topology_of(self._evidence(bar))
+
+    def _evidence(self, bar: tqdm[Any]) -> Iterator[Evidence]:
         for b in range(self.buckets):
             bar.update()
-            links = self._bucket("next", b)
-            link_lines = links["lineno"].to_numpy(np.int64) if links is not None else np.zeros(0, np.int64)
-            next_lines = links["next_lineno"].to_numpy(np.int64) if links is not None else np.zeros(0, np.int64)
-            del links
             pending: pd.DataFrame | None = None
-            for rows in itertools.chain(self._slices(b), [None]):  # None: the end, nothing more comes
-                given = [f for f in (pending, rows.assign(done=False) if rows is not None else None) if f is not None]
-                if not given:
+            slices = (rows for _, rows in self._slices(b, links=True))
+            for rows in itertools.chain(slices, [None]):  # None: the end, nothing more comes
+                frame = _joined(pending, rows.assign(done=False) if rows is not None else None)
+                if frame is None:
                     continue
-                frame = _sorted(dataset.concat_frames(given))
+                frame = _sorted(frame)
                 from_end = (
                     frame.groupby(frame["skbaddr"].to_numpy(np.uint64), sort=False).cumcount(ascending=False).to_numpy()
                 )
                 done = frame["done"].to_numpy(bool)
                 ready = ~done & ((from_end >= infer.LOOKAHEAD_ROWS) | (rows is None))
                 if ready.any():
-                    following = _lookup(frame["lineno"].to_numpy(np.int64), link_lines, next_lines)
-                    parts.append(infer.evidence(frame.drop(columns="done"), following, counted=ready))
+                    following = frame["next_lineno"].to_numpy(np.int64)
+                    yield infer.evidence(frame.drop(columns=["done", "next_lineno"]), following, counted=ready)
                 keep = from_end < infer.CONTEXT_ROWS + infer.LOOKAHEAD_ROWS
                 pending = frame[keep].assign(done=(done | ready)[keep])
-        return infer.topology_of(parts)
+            release_memory()
 
     # --- pass 4 -------------------------------------------------------------------------
 
     def packets(self, topology: Topology, variant: Variant, bar: tqdm[Any]) -> int:
         """Rebuild the packets of every address bucket a slice at a time, number them over all
         of the capture, and write their frames and the drops; keep each event's labels for
-        pass 5.  Returns the number of packets.
+        the events pass.  Returns the number of packets.
 
         Each address's rows go on to the next slice from its last restart (see
         :func:`paths.restarts`) on; those before it are segmented now, with the restart row
-        after them (which tells how their last packet ended)."""
+        after them (which tells how their last packet ended).  The exits of the entries read
+        so far wait with them until their entries are segmented."""
         units: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []  # first event of each packet
         drops: list[pd.DataFrame] = []
         for b in range(self.buckets):
             bar.update()
-            exits = self._bucket("exit", b)
+            exits: pd.DataFrame | None = None
+            loaded = 0  # the chunks whose entries' exits are in ``exits``
             pending: pd.DataFrame | None = None
-            for rows in self._slices(b):
-                frame = _sorted(dataset.concat_frames([pending, rows] if pending is not None else [rows]))
+            for k, rows in self._slices(b):
+                exits = _joined(exits, *(self._parts("exit", b, c) for c in range(loaded, k + 1)))
+                loaded = k + 1
+                frame = _sorted(_joined(pending, rows))
                 cut = paths.restarts(frame)
                 addr = frame["skbaddr"].to_numpy(np.uint64)
                 position = np.arange(len(frame))
@@ -436,12 +485,12 @@ class _Job:
                 owned = position < last_cut
                 unit = owned | (position == last_cut)
                 if owned.any():
-                    self._unit(frame[unit].reset_index(drop=True), ~owned[unit], exits, topology, units, drops)
+                    exits = self._unit(frame[unit].reset_index(drop=True), ~owned[unit], exits, topology, units, drops)
                 pending = frame[~owned].reset_index(drop=True)
             if pending is not None and len(pending):
                 self._unit(pending, np.zeros(len(pending), np.bool_), exits, topology, units, drops)
             release_memory()
-        return self._number(units, drops, variant, bar)
+        return self._number(units, drops, variant)
 
     def _unit(
         self,
@@ -451,15 +500,14 @@ class _Job:
         topology: Topology,
         units: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
         drops: list[pd.DataFrame],
-    ) -> None:
-        """Segment a piece of addresses' rows (with the exits of its entries); the
-        ``lookahead`` rows only tell how the piece's last packets ended."""
+    ) -> pd.DataFrame | None:
+        """Segment a piece of addresses' rows with the exits of its entries; the ``lookahead``
+        rows only tell how the piece's last packets ended.  Returns the exits not taken."""
         u = len(units)
         frame, entries = rows, np.full(len(rows), -1, dtype=np.int64)
         if exits is not None:
-            mine = exits[
-                np.isin(exits["entry_lineno"].to_numpy(np.int64), rows["lineno"].to_numpy(np.int64)[~lookahead])
-            ]
+            taken = np.isin(exits["entry_lineno"].to_numpy(np.int64), rows["lineno"].to_numpy(np.int64)[~lookahead])
+            mine, exits = exits[taken], exits[~taken]
             if len(mine):
                 missing = rows.iloc[:0].reindex(pd.RangeIndex(len(mine)))  # the columns exits do not have
                 for column in _THREAD_COLUMNS:
@@ -487,50 +535,48 @@ class _Job:
         dataset.write_frame(packets, self._file("packets", u))
         dataset.write_frame(netns_hops(frames.hops, packets), self._file("hops", u))
         dataset.write_frame(netns_stages(frames.stages, packets), self._file("stages", u))
-        dataset.write_frame(
-            pd.concat([frame[["lineno"]], labels[list(_LABELS)]], axis=1)[~lookahead], self._file("labels", u)
-        )
+        own = pd.DataFrame(
+            {
+                "lineno": frame["lineno"].to_numpy(np.int64),
+                "unit": np.full(len(frame), u, np.int32),
+                "packet_id": labels["packet_id"].to_numpy(np.int32),  # the piece's own numbers
+                "visit": labels["visit"].to_numpy(np.int16),
+                "ended_by": pd.Categorical(labels["ended_by"], categories=paths.ENDED_BY).codes,
+            }
+        )[~lookahead]
+        self._write_by("labels", own, own["lineno"], u)
         netns_dev = netns_devices(packets, labels["packet_id"], labels["visit"])
         drops.append(_partial_counts(paths.drop_events(frame, labels, netns_dev)))
+        if len(drops) >= _FOLD_DROPS:  # the counts so far as one frame, not a frame per piece
+            drops[:] = [_partial_counts(pd.concat(drops, ignore_index=True))]
         # local ids count packets in order of their first event; the rows are in time order
         packet_id = labels["packet_id"].to_numpy(np.int64)
         in_packet = np.flatnonzero(packet_id >= 0)
         first = in_packet[np.unique(packet_id[in_packet], return_index=True)[1]]
         units.append((frame["time_ns"].to_numpy(np.int64)[first], frame["lineno"].to_numpy(np.int64)[first]))
+        return exits
 
     def _number(
         self,
         units: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]],
         drops: list[pd.DataFrame],
         variant: Variant,
-        bar: tqdm[Any],
     ) -> int:
-        """Number the packets of all pieces by first event (ties: line order), write their
-        frames and the drops, and keep each event's labels by line number."""
+        """Number the packets of all pieces by first event (ties: line order), and write their
+        frames and the drops.  Keeps the numbers (:attr:`packet_ids`, by piece from
+        :attr:`unit_starts` on) for the events pass."""
         time = np.concatenate([t for t, _ in units]) if units else np.zeros(0, np.int64)
         lineno = np.concatenate([n for _, n in units]) if units else np.zeros(0, np.int64)
-        global_id = np.empty(time.size, dtype=np.int64)
-        global_id[np.lexsort((lineno, time))] = np.arange(time.size)
-        offsets = np.cumsum([0, *(t.size for t, _ in units)])
-        size = self.max_lineno + 1
-        self.labels = {
-            "packet_id": np.full(size, -1, np.int32),
-            "visit": np.full(size, -1, np.int16),
-            "ended_by": np.full(size, -1, np.int8),
-        }
+        self.packet_ids = np.empty(time.size, dtype=np.int64)
+        self.packet_ids[np.lexsort((lineno, time))] = np.arange(time.size)
+        self.unit_starts = np.cumsum([0, *(t.size for t, _ in units)])
         empty = Trace(build_columns([]), variant)
         for u in range(len(units)):
-            ids = global_id[offsets[u] : offsets[u + 1]]
+            ids = self.packet_ids[self.unit_starts[u] : self.unit_starts[u + 1]]
             for name in ("packets", "hops", "stages"):
                 table = dataset.read_frame(self._file(name, u))
                 table["packet_id"] = ids[table["packet_id"].to_numpy(np.int64)]
                 self.writer.add(name, table)
-            labels = dataset.read_frame(self._file("labels", u))
-            at = labels["lineno"].to_numpy(np.int64)
-            local = labels["packet_id"].to_numpy(np.int64)
-            self.labels["packet_id"][at] = np.where(local >= 0, ids[np.maximum(local, 0)] if ids.size else -1, -1)
-            self.labels["visit"][at] = labels["visit"].to_numpy(np.int64)
-            self.labels["ended_by"][at] = labels["ended_by"].cat.codes.to_numpy()
         for name in ("packets", "hops", "stages"):
             if not (self.writer.work / name).exists():  # no event had an address
                 self.writer.add(name, getattr(empty, name))
@@ -543,26 +589,27 @@ class _Job:
         """Write the events with their labels, in time order through the reorder window.
         Returns the line numbers of the events later than the window."""
         window = _Reorder(self.window_ns)
-        ready: list[pd.DataFrame] = []  # written as a part once it has a chunk's worth of rows
+        ready: list[pd.DataFrame] = []  # written in parts of a chunk's worth of rows
 
         def write(rows: pd.DataFrame | None, last: bool = False) -> None:
             if rows is not None:
                 ready.append(rows)
-            if ready and (last or sum(len(r) for r in ready) >= self.chunk_rows):
-                self.writer.add("events", dataset.concat_frames(ready))
-                ready.clear()
+            if not ready or (sum(len(r) for r in ready) < self.chunk_rows and not last):
+                return
+            rows = dataset.concat_frames(ready)
+            ready.clear()
+            written = len(rows) if last else len(rows) - len(rows) % self.chunk_rows
+            for start in range(0, written, self.chunk_rows):
+                self.writer.add("events", rows.iloc[start : start + self.chunk_rows].reset_index(drop=True))
+            if written < len(rows):
+                ready.append(rows.iloc[written:].reset_index(drop=True))
 
         for k in range(self.chunks):
             bar.update()
             chunk = self.scratch / f"chunk-{k}.parquet"
-            events = dataset.read_frame(chunk)
-            at = events["lineno"].to_numpy(np.int64)
-            events["packet_id"] = self.labels["packet_id"][at].astype(np.int64)
-            events["visit"] = self.labels["visit"][at].astype(np.int64)
-            codes = self.labels["ended_by"][at].astype(np.int64)
-            events["ended_by"] = pd.Categorical.from_codes(codes, categories=pd.Index(paths.ENDED_BY))
-            write(window.push(events))
+            write(window.push(self._labelled(dataset.read_frame(chunk), k)))
             chunk.unlink()
+            release_memory()
         write(window.flush(), last=True)
         if not (self.writer.work / "events").exists():  # no event at all
             empty = Trace(build_columns([]), variant)
@@ -573,6 +620,27 @@ class _Job:
                     name, getattr(empty if "empty" in locals() else Trace(build_columns([]), variant), name)
                 )
         return window.late
+
+    def _labelled(self, events: pd.DataFrame, k: int) -> pd.DataFrame:
+        """Chunk ``k``'s events with their packet, visit and ``ended_by`` (-1, -1 and missing
+        for an event in no packet)."""
+        packet_id, visit = np.full(len(events), -1, np.int64), np.full(len(events), -1, np.int64)
+        ended_by = np.full(len(events), -1, np.int8)
+        labels = self._parts("labels", k)
+        if labels is not None:
+            at = _find(events["lineno"].to_numpy(np.int64), labels["lineno"].to_numpy(np.int64))
+            mine = np.flatnonzero(at >= 0)
+            rows = at[mine]
+            local = labels["packet_id"].to_numpy(np.int64)[rows]
+            unit = labels["unit"].to_numpy(np.int64)[rows]
+            inside = local >= 0
+            packet_id[mine[inside]] = self.packet_ids[self.unit_starts[unit[inside]] + local[inside]]
+            visit[mine] = labels["visit"].to_numpy(np.int64)[rows]
+            ended_by[mine] = labels["ended_by"].to_numpy(np.int8)[rows]
+        events["packet_id"] = packet_id
+        events["visit"] = visit
+        events["ended_by"] = pd.Categorical.from_codes(ended_by, categories=pd.Index(paths.ENDED_BY))
+        return events
 
 
 def _partial_counts(rows: pd.DataFrame) -> pd.DataFrame:
@@ -603,8 +671,7 @@ class _Reorder:
         """Take a chunk's events; the rows now ready, in order (None if none is)."""
         if not len(events):
             return None
-        frames = [self._waiting, events] if self._waiting is not None else [events]
-        waiting = _sorted(dataset.concat_frames(frames))
+        waiting = _sorted(_joined(self._waiting, events))
         time = waiting["time_ns"].to_numpy(np.int64)
         newest = int(time.max())
         self._newest = newest if self._newest is None else max(self._newest, newest)
@@ -614,8 +681,9 @@ class _Reorder:
             late = (time < self._given[0]) | ((time == self._given[0]) & (lineno < self._given[1]))
             self.late += lineno[late].tolist()
             ready |= late
-        self._waiting = waiting[~ready].reset_index(drop=True)
-        return self._give(waiting[ready])
+        given = int(ready.sum())  # a first stretch of the rows: both are before the rest in their order
+        self._waiting = waiting.iloc[given:].reset_index(drop=True)
+        return self._give(waiting.iloc[:given])
 
     def flush(self) -> pd.DataFrame | None:
         """The rows still waiting, at the end."""

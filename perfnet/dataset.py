@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -62,6 +64,8 @@ METADATA: Final = "metadata.json"
 SHAPE_COLUMN: Final = "__shape__"
 """The details tables' column naming each row's field set (an index into the metadata's
 ``shapes``); no tracepoint field is spelt so."""
+ROW_GROUP_ROWS: Final = 65_536
+"""Rows per Parquet row group (and per Arrow conversion) of a written frame."""
 _CODEC_KEY: Final = b"perfnet"  # Parquet file metadata: how each column is encoded
 _LABEL_COLUMNS: Final = ("packet_id", "visit", "ended_by")
 _FRAMES: Final = ("packets", "hops", "stages", "drops")
@@ -128,8 +132,10 @@ def _python(column: pa.ChunkedArray, kind: str) -> list[Any]:
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` so that :func:`read_frame` gives it back equal, dtypes and category
-    order included."""
-    arrays, codec = [], {}
+    order included.  It goes to Arrow :data:`ROW_GROUP_ROWS` rows at a time, one row group
+    each: a category is written as its values, so the Arrow copy of a whole frame would be
+    several times the frame."""
+    slicers, codec = [], {}
     for name in frame.columns:
         series = frame[name]
         if isinstance(series.dtype, pd.CategoricalDtype):
@@ -137,28 +143,48 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
             kind = "tuple" if categories and isinstance(categories[0], tuple) else _kind_of(categories)
             if kind == "tuple":
                 categories = [list(c) for c in categories]
-                values = pa.array(categories, pa.list_(pa.string()))
-            else:
-                values = _arrow(categories, kind)
-            codes = series.cat.codes.to_numpy()
-            # each row's value taken by its code (a missing value's code, -1, is masked)
-            arrays.append(
-                values.take(pa.array(np.maximum(codes, 0), mask=codes < 0))
-                if len(values)
-                else pa.nulls(len(codes), values.type)
-            )
+            slicers.append(_by_code(series.cat.codes.to_numpy(), categories, kind))
             codec[name] = {"category": categories, "kind": kind, "type": str(series.cat.categories.dtype)}
         elif series.dtype == object:
             values = series.tolist()
             kind = _kind_of(values)
-            arrays.append(_arrow(values, kind))
+            slicers.append(_arrow(values, kind).slice)
             codec[name] = {"kind": kind}
         else:
-            arrays.append(pa.Array.from_pandas(series))
+            slicers.append(functools.partial(_rows_of, series))
             codec[name] = {"dtype": str(series.dtype)}
-    table = pa.table(arrays, names=[str(c) for c in frame.columns])
-    table = table.replace_schema_metadata({_CODEC_KEY: json.dumps(codec).encode()})
-    pq.write_table(table, path)
+    names = [str(c) for c in frame.columns]
+    writer: pq.ParquetWriter | None = None
+    try:
+        for start in range(0, max(len(frame), 1), ROW_GROUP_ROWS):
+            length = min(ROW_GROUP_ROWS, len(frame) - start)
+            table = pa.table([slicer(start, length) for slicer in slicers], names=names)
+            if writer is None:
+                schema = table.schema.with_metadata({_CODEC_KEY: json.dumps(codec).encode()})
+                writer = pq.ParquetWriter(path, schema)
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _by_code(codes: npt.NDArray[Any], categories: list[Any], kind: str) -> Callable[[int, int], pa.Array]:
+    """Rows ``start`` to ``start + length`` of a categorical column as their values (a missing
+    value's code, -1, is masked)."""
+    values = pa.array(categories, pa.list_(pa.string())) if kind == "tuple" else _arrow(categories, kind)
+
+    def rows(start: int, length: int) -> pa.Array:
+        part = codes[start : start + length]
+        if not len(values):
+            return pa.nulls(length, values.type)
+        return values.take(pa.array(np.maximum(part, 0), mask=part < 0))
+
+    return rows
+
+
+def _rows_of(series: pd.Series, start: int, length: int) -> pa.Array:
+    """Rows ``start`` to ``start + length`` of a column of numbers."""
+    return pa.Array.from_pandas(series.iloc[start : start + length])
 
 
 def _distinct(column: pa.ChunkedArray, kind: str) -> tuple[list[Any], np.ndarray]:

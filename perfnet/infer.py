@@ -292,31 +292,40 @@ def _step(key: Any) -> tuple[Device, Device]:
 
 def topology_of(parts: Iterable[Evidence]) -> Topology:
     """The topology the evidence of a whole capture shows: :func:`infer_topology` of the capture,
-    whether its evidence was gathered at once or address by address."""
-    parts = list(parts)
-    if not {_START, _RX_ENTRY} <= set().union(*(part.kinds for part in parts)):
+    whether its evidence was gathered at once or address by address.  The parts are taken one
+    at a time (a conversion gives them as it reads): what is kept of each sighting is its gap."""
+    kinds: set[int] = set()
+    steps: list[pd.DataFrame] = []
+    seen: Counter[tuple[Device, Device]] = Counter()
+    nested: Counter[tuple[Device, Device]] = Counter()
+    gaps: dict[tuple[Device, Device], list[npt.NDArray[np.int64]]] = {}  # in order of first sighting
+    for part in parts:
+        kinds |= part.kinds
+        steps.append(part.steps)
+        if not len(part.sightings):
+            continue
+        for key, rows in part.sightings.groupby(list(_DEVICES), dropna=False, sort=False):
+            step = _step(key)
+            seen[step] += len(rows)
+            nested[step] += int(rows["nested"].sum())
+            gaps.setdefault(step, []).append(rows["gap"].to_numpy(np.int64))
+    if not {_START, _RX_ENTRY} <= kinds:
         # without the events that show veth peers, a device's peer is unknown, not absent
         return Topology(home="", namespaces=(), links=(), inferred=True)
-    steps = pd.concat([part.steps for part in parts], ignore_index=True)
-    steps = steps.sort_values(["addr", "time_ns", "lineno"], kind="stable")  # in order of first sighting
+    found = pd.concat(steps, ignore_index=True).sort_values(["addr", "time_ns", "lineno"], kind="stable")
 
     def relation(name: str) -> Counter[tuple[Device, Device]]:
-        rows = steps[steps["relation"] == name]
+        rows = found[found["relation"] == name]  # in order of first sighting
         counts = rows.groupby(list(_DEVICES), dropna=False, sort=False)["count"].sum()
         return Counter({_step(key): int(n) for key, n in counts.items()})
 
     below = relation(_BELOW)
     below.update(relation(_UP))
-    sightings = pd.concat([part.sightings for part in parts], ignore_index=True)
-    stats = sightings.groupby(list(_DEVICES), dropna=False, sort=False).agg(
-        seen=("gap", "size"), nested=("nested", "sum"), median_gap=("gap", "median")
-    )
-    alike = (stats["nested"] >= 1) & (2 * stats["nested"] >= stats["seen"])
-    alike &= stats["median_gap"] <= MAX_FORWARD_MEDIAN_NS
-    verdicts = {
-        _step(key): (_FORWARDS if ok and nested >= MIN_FORWARDS else _MAY_FORWARD if ok else _REUSE)
-        for key, ok, nested in zip(stats.index, alike, stats["nested"], strict=True)
-    }
+    verdicts = {}
+    for step, parts_gaps in gaps.items():
+        alike = nested[step] >= 1 and 2 * nested[step] >= seen[step]
+        alike &= float(np.median(np.concatenate(parts_gaps))) <= MAX_FORWARD_MEDIAN_NS
+        verdicts[step] = _FORWARDS if alike and nested[step] >= MIN_FORWARDS else _MAY_FORWARD if alike else _REUSE
     return _topology(pairs=relation(_PAIR), below=below, forwards=verdicts)
 
 

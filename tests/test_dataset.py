@@ -241,3 +241,18 @@ def test_a_frame_comes_back_exact(tmp_path: Path) -> None:
         back["skbaddr"].to_numpy("uint64", na_value=0).tolist()
         == events["skbaddr"].to_numpy("uint64", na_value=0).tolist()
     )
+
+
+@pytest.mark.parametrize(("name", "rows", "groups"), [("lab-trace.txt", 300, 3), ("lab-script-g.txt", 100, 3)])
+def test_a_frame_is_written_a_row_group_at_a_time(
+    name: str, rows: int, groups: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lab-trace: 883 events, missing addresses and devices in every row group; lab-script-g:
+    # 240 events with their callchains (a category of tuples)
+    monkeypatch.setattr(dataset, "ROW_GROUP_ROWS", rows)
+    events = perfnet.read(FIXTURES / name).events
+    dataset.write_frame(events, tmp_path / "events.parquet")
+    assert pq.ParquetFile(tmp_path / "events.parquet").metadata.num_row_groups == groups
+    pd.testing.assert_frame_equal(dataset.read_frame(tmp_path / "events.parquet"), events, check_exact=True)
+    dataset.write_frame(events.iloc[:0], tmp_path / "empty.parquet")
+    pd.testing.assert_frame_equal(dataset.read_frame(tmp_path / "empty.parquet"), events.iloc[:0], check_exact=True)
