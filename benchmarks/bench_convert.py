@@ -10,7 +10,7 @@ in a fresh process:
   the rest: perf decoding its own data);
 * ``perfnet convert big-script-long.txt -o DIR``, the whole conversion, with the peak
   resident set of the process (``wait4``; a text file's conversion runs in one process);
-* ``perfnet report DIR --json``: reading the dataset back.
+* ``perfnet report DIR --json``: reading the dataset back (a whole Trace, in memory).
 
 Ratios, not seconds, are the result: the machine is shared and noisy.  Usage::
 
@@ -88,7 +88,7 @@ def main() -> int:
     perf_rate = script_txt.read_bytes().count(b"\n") / perf_seconds
     perfnet = [sys.executable, "-m", "perfnet"]
     convert_seconds, convert_peak = timed([*perfnet, "convert", str(long_txt), "-o", str(dataset)])
-    read_seconds, _ = timed([*perfnet, "report", str(dataset), "--json"])
+    read_seconds, read_peak = timed([*perfnet, "report", str(dataset), "--json"])
     size = sum(p.stat().st_size for p in dataset.rglob("*") if p.is_file())
     print(f"capture: {long_txt} ({lines:,} lines, {long_txt.stat().st_size / 2**20:,.0f} MiB)")
     print(f"{'what':<40} {'lines/s':>10} {'vs perf script':>15}")
@@ -101,6 +101,7 @@ def main() -> int:
         print(f"{what:<40} {rate:>10,.0f} {perf_rate / rate:>14.2f}x")
     print(f"convert: peak RSS {convert_peak / 2**20:,.0f} MiB (one process; {convert_peak / lines:.0f} B/line)")
     print(f"dataset: {size / 2**20:,.0f} MiB on disk ({size / lines:.1f} B/line)")
+    print(f"report DATASET: peak RSS {read_peak / 2**20:,.0f} MiB (the whole Trace in memory)")
     return 0
 
 
