@@ -282,10 +282,8 @@ class _Job:
     buckets: int
     window_ns: int
     chunk_rows: int
-    chunks: int = 0
     n_events: int = 0
     start_ns: int | None = None
-    max_lineno: int = 0
     recognised: bool = False
     first_error: BadLine | None = None
     chunk_starts: list[int] = field(default_factory=list)  # each chunk's first line number
@@ -296,6 +294,11 @@ class _Job:
     unit_starts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(1, np.int64))  # each piece's first
     slices: int = 0  # slices of the calls and addressed events, in time order (pass 2)
     carried: pd.DataFrame | None = None  # what one slice leaves to the next
+
+    @property
+    def chunks(self) -> int:
+        """Chunks read so far."""
+        return len(self.chunk_starts)
 
     def __post_init__(self) -> None:
         self.scratch = self.writer.scratch()
@@ -333,7 +336,6 @@ class _Job:
         """Take one chunk (its first line is ``first_lineno``): its details, messages and bad
         lines into the dataset, its events into the working files."""
         k = self.chunks
-        self.chunks += 1
         self.chunk_starts.append(first_lineno)
         self.recognised |= recognised
         if columns.errors and self.first_error is None:
@@ -357,7 +359,6 @@ class _Job:
             self.n_events += len(events)
             first = int(events["time_ns"].iloc[0])
             self.start_ns = first if self.start_ns is None else min(self.start_ns, first)
-            self.max_lineno = max(self.max_lineno, int(events["lineno"].max()))
         dataset.write_frame(events, self.scratch / f"chunk-{k}.parquet")
         plain = events.drop(columns="callchain")
         addressed = plain["skbaddr"].notna().to_numpy()
